@@ -1,0 +1,18 @@
+// The trtpack operator namespace. The schema lives here, in C++, so that Python (import trtpack),
+// AOTInductor packages run from C++, and downstream binaries all see the same two ops.
+#include <torch/library.h>
+
+#include "runtime/kernels.h"
+
+TORCH_LIBRARY(trtpack, m) {
+  m.def("execute_engine(Tensor[] inputs, Tensor plan, str meta) -> Tensor[]");
+  m.def("engine_usable(Tensor[] inputs, Tensor plan, str meta) -> Tensor");
+}
+
+TORCH_LIBRARY_IMPL(trtpack, CompositeExplicitAutograd, m) {
+  m.impl("engine_usable", &trtpack::engine_usable);
+}
+
+TORCH_LIBRARY_IMPL(trtpack, CPU, m) {
+  m.impl("execute_engine", &trtpack::execute_engine_cpu);
+}

@@ -1,0 +1,16 @@
+"""trtpack_py_test: one pytest file as one Bazel test."""
+
+def trtpack_py_test(name, src = None, deps = [], data = [], size = "medium", tags = [], **kwargs):
+    src = src or name + ".py"
+    native.py_test(
+        name = name,
+        srcs = ["pytest_main.py", src],
+        main = "pytest_main.py",
+        args = ["$(location %s)" % src],
+        deps = ["//py:trtpack"] + deps,
+        data = data,
+        size = size,
+        tags = tags,
+        python_version = "PY3",
+        **kwargs
+    )
