@@ -8,8 +8,6 @@ import torch
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so)
 
-pytest.importorskip("trtpack.record", reason="trtpack.record (the core helper's branch) is not merged here yet")
-
 sys.path.insert(0, os.path.dirname(__file__))
 from engine_records import make_record  # noqa: E402
 
