@@ -1,6 +1,9 @@
 """trtpack: compile PyTorch programs into TensorRT engines and ship them (.ep, .pt2, .engine)."""
 from trtpack import _native
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError
+from trtpack import record
+import trtpack.runtime  # noqa: F401  (registers the ops' fake kernels and the Python CUDA executor)
+from trtpack.serialize import inspect, load, save
 
 __version__ = _native.core.__version__
 
@@ -10,6 +13,8 @@ __all__ = [
     "TrtpackError",
     "UnsupportedGraphError",
     "__version__",
+    "inspect",
+    "load",
+    "record",
+    "save",
 ]
-
-import trtpack.runtime  # noqa: E402,F401  (registers the ops' fake kernels and the Python CUDA executor)

@@ -1,0 +1,80 @@
+"""The CLI on bad input: the exit code and a message that says what is wrong and what to do."""
+import os
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from trtpack import cli
+
+
+def run_cli(*args, cwd=None):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", "trtpack.cli", *args], capture_output=True, text=True, env=env,
+                          cwd=cwd)
+    return proc.returncode, proc.stdout + proc.stderr
+
+
+def model_file(tmp_path, body: str) -> str:
+    path = tmp_path / "m.py"
+    path.write_text(textwrap.dedent(body))
+    return str(path)
+
+
+def test_no_command_prints_usage():
+    code, out = run_cli()
+    assert code == cli.EXIT_BAD_INPUT
+    assert "expected a command (export, inspect, run, extract)" in out and "trtpack export MODEL.py" in out
+
+
+def test_unknown_command():
+    code, out = run_cli("frobnicate", "x.py")
+    assert code == cli.EXIT_BAD_INPUT and "got 'frobnicate'" in out
+
+
+def test_missing_model_file(tmp_path):
+    code, out = run_cli("export", str(tmp_path / "nope.py"))
+    assert code == cli.EXIT_BAD_INPUT and "no model file at" in out and "nope.py" in out
+
+
+def test_model_file_that_fails_to_import(tmp_path):
+    code, out = run_cli("export", model_file(tmp_path, "import does_not_exist_anywhere\n"))
+    assert code == cli.EXIT_BAD_INPUT
+    assert "failed to import" in out and "does_not_exist_anywhere" in out
+
+
+@pytest.mark.parametrize("body,problem", [
+    ("import torch\ndef example_inputs():\n    return (torch.randn(1),)\n", "defines no model() function"),
+    ("import torch\ndef model():\n    return torch.nn.ReLU()\n", "defines no example_inputs() function"),
+    ("import torch\ndef model():\n    return 3\ndef example_inputs():\n    return (torch.randn(1),)\n",
+     "model() returned int, not a torch.nn.Module"),
+    ("import torch\ndef model():\n    return torch.nn.ReLU()\ndef example_inputs():\n    return torch.randn(1)\n",
+     "example_inputs() returned Tensor; return a tuple of tensors"),
+    ("import torch\ndef model():\n    return torch.nn.ReLU()\ndef example_inputs():\n    return (1, 2)\n",
+     "example_inputs() must contain only tensors"),
+    ("import torch\ndef model():\n    raise RuntimeError('weights missing')\ndef example_inputs():\n    return ()\n",
+     "model() raised RuntimeError: weights missing"),
+])
+def test_model_file_breaking_the_convention_shows_a_minimal_valid_file(tmp_path, body, problem):
+    code, out = run_cli("export", model_file(tmp_path, body))
+    assert code == cli.EXIT_BAD_INPUT
+    assert problem in out
+    assert "A minimal valid model file" in out and "def example_inputs():" in out
+
+
+def test_inspect_of_a_missing_file(tmp_path):
+    code, out = run_cli("inspect", str(tmp_path / "missing.ep"))
+    assert code == cli.EXIT_ERROR and "cannot read" in out
+
+
+def test_inspect_of_a_damaged_archive(tmp_path):
+    bad = tmp_path / "bad.ep"
+    bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+    code, out = run_cli("inspect", str(bad))
+    assert code == cli.EXIT_BAD_INPUT and "damaged" in out
+
+
+def test_extract_needs_engine_and_output(tmp_path):
+    code, out = run_cli("extract", str(tmp_path / "x.ep"))
+    assert code == cli.EXIT_BAD_INPUT and "extract needs --engine NAME and -o OUT.engine" in out
