@@ -13,3 +13,4 @@ __all__ = [
 ]
 
 import trtpack.runtime  # noqa: E402,F401  (registers the ops' fake kernels and the Python CUDA executor)
+from trtpack.compiler import compile, convert_exported_program_to_trt_engine  # noqa: E402,F401,A004
