@@ -92,15 +92,22 @@ def reexport(gm: torch.fx.GraphModule, program, arg_inputs, kwarg_inputs) -> tor
                                dynamic_shapes=program_dynamic_shapes(program, arg_inputs, kwarg_inputs), strict=False)
 
 
-def translate_engine_errors(module: torch.fx.GraphModule) -> torch.fx.GraphModule:
-    """The op kernels raise RuntimeError('trtpack: ...') when an engine cannot run here; callers get
-    IncompatibleEngineError with the same reason."""
+def translate_errors(module: torch.fx.GraphModule, compiled_ranges: str) -> torch.fx.GraphModule:
+    """Callers get trtpack errors that say what to do: IncompatibleEngineError when an engine cannot run here (the
+    op kernels raise RuntimeError('trtpack: ...')) or when the inputs are outside the compiled shape ranges."""
     forward = module.forward
 
     @functools.wraps(forward)
     def checked_forward(*args, **kwargs):
         try:
             return forward(*args, **kwargs)
+        except AssertionError as error:
+            if not str(error).startswith("Guard failed"):
+                raise
+            raise IncompatibleEngineError(
+                f"trtpack: the inputs are outside the shapes this program was compiled for ({error}). Compiled "
+                f"ranges: {compiled_ranges}. Compile again with dynamic_shapes (torch.export.Dim min/max) that cover "
+                "these sizes.") from error
         except RuntimeError as error:
             if "trtpack:" not in str(error):
                 raise

@@ -124,6 +124,8 @@ def _make_self_contained(gm: GraphModule, nodes: set) -> None:
 
 def partition(gm: GraphModule, min_block_size: int) -> Partitioning:
     """Fuses supported regions of `gm` (modified in place) into submodules and reports what stays in PyTorch."""
+    for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target in support.DROPPED_OPS]:
+        gm.graph.erase_node(node)
     _split_get_attrs(gm)
     proposed = CapabilityBasedPartitioner(gm, _TableSupport(), allows_single_node_partition=True).propose_partitions()
     order = {node: i for i, node in enumerate(gm.graph.nodes)}

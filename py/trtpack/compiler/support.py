@@ -53,6 +53,19 @@ def _exact_adaptive_pool(node: Node) -> Optional[str]:
     return None
 
 
+def _bool_only(node: Node) -> Optional[str]:
+    dtype = node.meta["val"].dtype
+    return None if dtype == torch.bool else f"bitwise ops on {dtype} have no TensorRT layer (bool only)"
+
+
+def _squeezes_something(node: Node) -> Optional[str]:
+    shape = node.args[0].meta["val"].shape
+    dims = [d % len(shape) for d in node.args[1]] if shape else []
+    if not any(shape[d] == 1 for d in dims):
+        return "a squeeze that removes no dim (the ONNX exporter cannot convert the resulting alias)"
+    return None
+
+
 @dataclass(frozen=True)
 class Rule:
     note: str = ""
@@ -90,6 +103,8 @@ TABLE = {
     aten.lt.Tensor: Rule(), aten.gt.Scalar: Rule(), aten.gt.Tensor: Rule(), aten.le.Scalar: Rule(),
     aten.ge.Scalar: Rule(),
     aten.logical_not.default: Rule(), aten.logical_and.default: Rule(), aten.logical_or.default: Rule(),
+    aten.bitwise_and.Tensor: Rule("&, on bool", _bool_only), aten.bitwise_or.Tensor: Rule("|, on bool", _bool_only),
+    aten.bitwise_not.default: Rule("~, on bool", _bool_only),
     aten.where.self: Rule(),
     # reductions
     aten.mean.dim: Rule("also global average pooling"), aten.sum.dim_IntList: Rule(), aten.amax.default: Rule(),
@@ -98,7 +113,7 @@ TABLE = {
     aten.view.default: Rule(), aten.permute.default: Rule(), aten.expand.default: Rule(), aten.cat.default: Rule(),
     aten.slice.Tensor: Rule("", _positive_step), aten.select.int: Rule(), aten.gather.default: Rule(),
     aten.index.Tensor: Rule("advanced indexing with integer tensors"), aten.unsqueeze.default: Rule(),
-    aten.squeeze.dims: Rule(), aten.split_with_sizes.default: Rule(), aten.clone.default: Rule(),
+    aten.squeeze.dims: Rule("", _squeezes_something), aten.split_with_sizes.default: Rule(), aten.clone.default: Rule(),
     aten.constant_pad_nd.default: Rule(), aten.embedding.default: Rule(),
     # pooling
     aten.max_pool2d_with_indices.default: Rule("values only", _only_first_output_used),
@@ -106,8 +121,13 @@ TABLE = {
     aten._adaptive_avg_pool2d.default: Rule("", _exact_adaptive_pool),
     # creation and casts
     aten._to_copy.default: Rule("dtype casts", _cast_only),
+    aten.arange.start_step: Rule("e.g. causal attention masks"),
     aten.full.default: Rule(), aten.full_like.default: Rule(), aten.scalar_tensor.default: Rule(),
 }
+
+
+# Checks torch.export inserts that compute nothing; dropped before partitioning (re-export adds its own).
+DROPPED_OPS = frozenset({aten._assert_tensor_metadata.default})
 
 
 def is_sym_node(node: Node) -> bool:
@@ -116,7 +136,8 @@ def is_sym_node(node: Node) -> bool:
 
 def is_compute_node(node: Node) -> bool:
     """What min_block_size counts: ATen ops, not getitem or shape arithmetic."""
-    return node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and not is_sym_node(node)
+    return (node.op == "call_function" and isinstance(node.target, torch._ops.OpOverload) and not is_sym_node(node)
+            and node.target not in DROPPED_OPS)
 
 
 def _tensor_values(value):
@@ -144,7 +165,7 @@ def unsupported_reason(node: Node) -> Optional[str]:
     """None when `node` can go to TensorRT, else a short reason it stays in PyTorch."""
     if node.op != "call_function":
         return f"{node.op} nodes stay in PyTorch"
-    if is_sym_node(node):
+    if is_sym_node(node) or node.target in DROPPED_OPS:
         return None
     if node.target is operator.getitem:
         return None

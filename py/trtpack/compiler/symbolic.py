@@ -23,22 +23,28 @@ class SymbolTable:
     """The program's size symbols, renamed s0, s1, ... by first appearance in the inputs, with min/opt/max."""
 
     def __init__(self, program: torch.export.ExportedProgram, flat_example_inputs):
-        self.names, self.ranges = {}, {}
+        self.names, self.ranges, self.where = {}, {}, {}
         placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
         user_inputs = [n for n in placeholders if n.name in set(program.graph_signature.user_inputs)]
         for node, example in zip(user_inputs, flat_example_inputs):
             value = node.meta.get("val")
             if not isinstance(value, torch.Tensor):
                 continue
-            for dim, size in zip(value.shape, example.shape):
+            for axis, (dim, size) in enumerate(zip(value.shape, example.shape)):
                 if isinstance(dim, torch.SymInt) and isinstance(dim.node.expr, sympy.Symbol):
                     symbol = dim.node.expr
                     if symbol not in self.names:
                         self.names[symbol] = f"s{len(self.names)}"
+                        self.where[self.names[symbol]] = f"{node.name} dim {axis}"
                         bounds = program.range_constraints.get(symbol)
                         low = int(bounds.lower) if bounds is not None and not _is_infinite(bounds.lower) else 0
                         high = DEFAULT_MAX_DIM if bounds is None or _is_infinite(bounds.upper) else int(bounds.upper)
                         self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
+
+    def describe(self) -> str:
+        """e.g. 's0 (x dim 0) in [1, 8]' for each symbol."""
+        return ", ".join(f"{name} ({self.where[name]}) in [{self.ranges[symbol]['min']}, {self.ranges[symbol]['max']}]"
+                         for symbol, name in self.names.items())
 
     @property
     def ranges_by_name(self) -> dict:
