@@ -91,18 +91,20 @@ def to_expression(expr, names) -> str:
         return str(value) if value >= 0 else f"(0-{-value})"
     if expr.is_Symbol:
         return names[expr]
+    # Terms are ordered by their written text (not sympy's order, which follows the program's symbol names), so
+    # the same graph always gives the same record.
     if isinstance(expr, sympy.Add):
         positive, negative = [], []
-        for term in sorted(expr.args, key=sympy.default_sort_key):
-            coefficient, rest = term.as_coeff_Mul()
+        for term in expr.args:
+            coefficient, _ = term.as_coeff_Mul()
             if coefficient < 0:
                 negative.append(to_expression(-term, names))
             else:
                 positive.append(to_expression(term, names))
-        text = "+".join(positive) if positive else "0"
-        return "(" + text + "".join("-" + term for term in negative) + ")"
+        text = "+".join(sorted(positive)) if positive else "0"
+        return "(" + text + "".join("-" + term for term in sorted(negative)) + ")"
     if isinstance(expr, sympy.Mul):
-        return "(" + "*".join(to_expression(arg, names) for arg in sorted(expr.args, key=sympy.default_sort_key)) + ")"
+        return "(" + "*".join(sorted(to_expression(arg, names) for arg in expr.args)) + ")"
     if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and 1 <= int(expr.exp) <= 4:
         return "(" + "*".join([to_expression(expr.base, names)] * int(expr.exp)) + ")"
     if isinstance(expr, FloorDiv):
@@ -111,7 +113,7 @@ def to_expression(expr, names) -> str:
         return f"({to_expression(expr.args[0], names)}%{to_expression(expr.args[1], names)})"
     if isinstance(expr, (Max, Min, sympy.Max, sympy.Min)):
         function = "max" if isinstance(expr, (Max, sympy.Max)) else "min"
-        args = [to_expression(arg, names) for arg in expr.args]
+        args = sorted(to_expression(arg, names) for arg in expr.args)
         text = args[0]
         for arg in args[1:]:
             text = f"{function}({text},{arg})"
