@@ -75,9 +75,10 @@ class SymbolTable:
         """The value of a dim with every symbol at its 'min', 'opt' or 'max'."""
         if isinstance(dim, int):
             return dim
+        from trtpack import record
+
         values = {name: self.ranges[symbol][which] for symbol, name in self.names.items()}
-        # Our own expression strings, a subset of Python integer arithmetic: evaluate them as such.
-        return int(eval(dim, {"__builtins__": {}, "max": max, "min": min}, values))
+        return record.eval_dim(dim, values)
 
 
 def symbol_names(expression: str) -> set:
