@@ -71,7 +71,9 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
 
     start = time.perf_counter()
     lower.replace_regions(gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
-    lowered = lower.reexport(gm, program, arg_inputs, kwarg_inputs).module()
+    reexported = lower.reexport(gm, program, arg_inputs, kwarg_inputs)
+    lowered = reexported.module()
+    lowered._trtpack_program = reexported  # what trtpack.save writes, without exporting again
     lower_seconds = time.perf_counter() - start
     lower.translate_errors(lowered, symbols.describe() or "all sizes static")
     lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
