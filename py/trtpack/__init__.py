@@ -11,3 +11,5 @@ __all__ = [
     "UnsupportedGraphError",
     "__version__",
 ]
+
+import trtpack.runtime  # noqa: E402,F401  (registers the ops' fake kernels and the Python CUDA executor)

@@ -1,0 +1,2 @@
+"""Runtime side of trtpack's two ops: fake kernels for tracing, and the Python TensorRT executor for CUDA."""
+from trtpack.runtime import fake  # noqa: F401  (registers the fake kernels)
