@@ -80,9 +80,10 @@ std::vector<at::Tensor> order_inputs(std::vector<tensor_io::NamedTensor> named, 
       throw RunError(where + ": tensor \"" + name + "\" is not one of input_0 .. input_" +
                      std::to_string(named.size() - 1) + "; name the inputs by their flattened position");
     }
+    if (ordered[index].defined()) throw RunError(where + ": tensor \"" + name + "\" appears twice");
     ordered[index] = std::move(tensor);
   }
-  return ordered;  // names are unique in a valid file, so every slot is filled
+  return ordered;  // N distinct names among input_0 .. input_{N-1}: every slot is filled
 }
 
 std::optional<size_t> count_spec_leaves(const std::string& serialized_spec) {
