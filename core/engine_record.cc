@@ -81,7 +81,7 @@ std::map<std::string, SymbolRange> read_symbols(const json& obj) {
 
 std::array<int64_t, 2> read_version(const json& j) {
   const json& v = require(j, "", "format_version");
-  if (!v.is_array() || v.size() != 2 || !v[0].is_number_unsigned() || !v[1].is_number_unsigned())
+  if (!v.is_array() || v.size() != 2 || !is_non_negative_int(v[0]) || !is_non_negative_int(v[1]))
     throw RecordError("format_version", "must be [major, minor] with two non-negative integers, got " + v.dump());
   return {get_int(v[0], "format_version[0]"), get_int(v[1], "format_version[1]")};
 }

@@ -74,6 +74,12 @@ void validate(const EngineMeta& meta);
 // older version). Throws RecordError for a version no upgrader knows.
 void upgrade_to_current(nlohmann::json& j);
 
+// An integer >= 0 that fits in int64 (nlohmann stores those as signed or unsigned).
+inline bool is_non_negative_int(const nlohmann::json& v) {
+  return v.is_number_unsigned() ? v.get<uint64_t>() <= uint64_t{INT64_MAX}
+                                : v.is_number_integer() && v.get<int64_t>() >= 0;
+}
+
 // Value of each output dim (or input dim) given the symbols' values.
 std::vector<int64_t> eval_shape(const TensorSpec& spec, const std::map<std::string, int64_t>& symbols);
 

@@ -26,8 +26,8 @@ void upgrade_0_1_to_1_0(json& j) {
   rename(j, "compute_capabilities", "targets", "0.1");
   if (!j["targets"].is_array()) throw RecordError("compute_capabilities", "must be a list of integers like [80, 86]");
   for (json& cc : j["targets"]) {
-    if (!cc.is_number_unsigned()) throw RecordError("compute_capabilities", "must be a list of integers like [80, 86]");
-    cc = "sm" + std::to_string(cc.get<uint64_t>());
+    if (!is_non_negative_int(cc)) throw RecordError("compute_capabilities", "must be a list of integers like [80, 86]");
+    cc = "sm" + std::to_string(cc.get<int64_t>());
   }
   for (const char* list : {"inputs", "outputs"}) {
     if (!j.contains(list) || !j[list].is_array()) continue;  // reported by the 1.0 validation
@@ -39,7 +39,7 @@ void upgrade_0_1_to_1_0(json& j) {
   }
   j["backend"] = "tensorrt_rtx";
   j["build"] = json::object();
-  j["format_version"] = {1, 0};
+  j["format_version"] = json::array({1, 0});
 }
 
 struct Upgrader {
@@ -53,8 +53,8 @@ constexpr Upgrader kUpgraders[] = {{0, 1, upgrade_0_1_to_1_0}};
 void upgrade_to_current(json& j) {
   for (;;) {
     auto it = j.find("format_version");
-    if (it == j.end() || !it->is_array() || it->size() != 2 || !(*it)[0].is_number_unsigned() ||
-        !(*it)[1].is_number_unsigned())
+    if (it == j.end() || !it->is_array() || it->size() != 2 || !is_non_negative_int((*it)[0]) ||
+        !is_non_negative_int((*it)[1]))
       throw RecordError("format_version", "must be [major, minor] with two non-negative integers");
     const json& v = *it;
     int64_t major = v[0].get<int64_t>(), minor = v[1].get<int64_t>();
