@@ -51,5 +51,5 @@ def timed(what, fn, *args, **kwargs):
     """Calls fn and prints how long it took (pytest -s shows it; the report quotes these)."""
     start = time.perf_counter()
     result = fn(*args, **kwargs)
-    print(f"[timing] {what}: {time.perf_counter() - start:.1f} s (torch {torch.__version__})")
+    print(f"[timing] {what}: {time.perf_counter() - start:.3f} s (torch {torch.__version__})")
     return result

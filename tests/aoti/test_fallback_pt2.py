@@ -7,15 +7,20 @@ we have); the point is that the ops reach libtorchtrt_runtime's C++ kernels thro
 """
 import hashlib
 import json
+import os
+import sys
 import zipfile
 
 import pytest
 import torch
+from safetensors.torch import save_file
 from torch.export import Dim
 
 import trtpack
 from trtpack import aoti, record
-from pt2_helpers import run, run_pt2, timed
+
+sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
+from pt2_helpers import binary, run, run_pt2, timed  # noqa: E402
 
 FAKE_PLAN = b"vtrt" + bytes(range(60)) + b"fake plan body: never executed"
 
@@ -116,11 +121,7 @@ def test_without_fallback_run_pt2_reports_the_cpu_kernel_error(tmp_path):
     timed("AOTI package (engine only)", aoti.package, EngineWithFallback(fallback=False).eval(), path,
           arg_inputs=(torch.randn(4, 6),), dynamic_shapes=BATCH)
     in_path = tmp_path / "in.safetensors"
-    from safetensors.torch import save_file
-
     save_file({"input_0": torch.randn(3, 6)}, str(in_path))
-    from pt2_helpers import binary
-
     proc = run([binary("tools/run_pt2"), str(path), "--inputs", str(in_path)])
     assert proc.returncode == 1
     assert "TensorRT engines run only on CUDA devices" in proc.stderr, proc.stderr

@@ -3,6 +3,7 @@
 import json
 import os
 import re
+import sys
 import zipfile
 
 import pytest
@@ -12,7 +13,9 @@ from torch.export import Dim
 
 import trtpack
 from trtpack import aoti
-from pt2_helpers import binary, needed_libraries, run, run_pt2, timed
+
+sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
+from pt2_helpers import binary, needed_libraries, run, run_pt2, timed  # noqa: E402
 
 
 class TwoInTwoOut(torch.nn.Module):
