@@ -4,6 +4,7 @@
 #include <torch/csrc/inductor/aoti_package/model_package_loader.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iostream>
@@ -99,6 +100,13 @@ int run(const Options& o) {
   return 0;
 }
 
+// Under `bazel run` the process starts in its runfiles; relative paths mean the user's directory.
+std::string from_user_dir(const std::string& path) {
+  const char* dir = std::getenv("BUILD_WORKING_DIRECTORY");
+  if (path.empty() || !dir || std::filesystem::path(path).is_absolute()) return path;
+  return (std::filesystem::path(dir) / path).string();
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -107,6 +115,9 @@ int main(int argc, char** argv) {
     if (!options) {
       std::cout << trtpack::run_pt2::kUsage;
       return 0;
+    }
+    for (std::string* path : {&options->package, &options->inputs, &options->outputs, &options->timing}) {
+      *path = from_user_dir(*path);
     }
     return run(*options);
   } catch (const trtpack::run_pt2::UsageError& e) {

@@ -3,6 +3,8 @@
 import json
 import os
 import re
+import shutil
+import subprocess
 import sys
 import zipfile
 
@@ -142,6 +144,16 @@ def test_run_pt2_usage_errors_exit_2(package):
         proc = run([binary("tools/run_pt2"), *argv])
         assert proc.returncode == 2 and message in proc.stderr and "usage: run_pt2" in proc.stderr, proc.stderr
     assert run([binary("tools/run_pt2"), "--help"]).returncode == 0
+
+
+def test_run_pt2_reads_relative_paths_from_the_bazel_run_directory(package, tmp_path):
+    shutil.copy(package, tmp_path / "m.pt2")
+    _write(tmp_path, {"input_0": torch.randn(2, 4), "input_1": torch.randn(1, 3)})
+    proc = subprocess.run([binary("tools/run_pt2"), "m.pt2", "--inputs", "in.safetensors", "--outputs", "out.safetensors"],
+                          capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "BUILD_WORKING_DIRECTORY": str(tmp_path)})
+    assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "out.safetensors").is_file()
 
 
 def test_example_cpp_consumer_runs_the_package(model, package):
