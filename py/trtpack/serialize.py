@@ -157,6 +157,10 @@ def load(path, *, device=None):
         return load_engine(path)
     if kind == "aot_inductor":
         from trtpack import aoti
+        metas = _manifest_engines(path)
+        found = [artifact.Engine(record.decode_meta(meta)["name"], meta, None, fallback) for meta, fallback in metas]
+        _warn_version_skew(found)
+        _warn_unusable(found, device)
         return aoti.load(path, device=device)
     extra = {artifact.MANIFEST: ""}
     try:
@@ -202,8 +206,18 @@ def load_engine(path: str) -> EngineCall:
     return EngineCall(meta, plan)
 
 
-def inspect(path) -> dict:
-    """Describes an artifact without a GPU: format, graph I/O, every engine and whether it can run here."""
+def _manifest_engines(path: str) -> list:
+    with zipfile.ZipFile(path) as z:
+        entry = [n for n in z.namelist() if n.endswith("/extra/" + artifact.MANIFEST)]
+        if not entry:
+            raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
+                              "it was not written by trtpack.save. Re-save it with trtpack.save(module, 'x.pt2').")
+        return artifact.read_manifest(z.read(entry[0]).decode())
+
+
+def inspect(path, *, device=None) -> dict:
+    """Describes an artifact without a GPU: format, graph I/O, every engine and whether it can run here
+    (on `device`, default the current CUDA device if any)."""
     path = os.fspath(path)
     kind = _kind(path)
     info = {"path": path, "format": kind, "size": os.path.getsize(path), "trtpack_version": None}
@@ -211,12 +225,7 @@ def inspect(path) -> dict:
         found = [load_engine(path)]
         pairs = [(e.meta, False) for e in found]
     elif kind == "aot_inductor":
-        with zipfile.ZipFile(path) as z:
-            entry = [n for n in z.namelist() if n.endswith("/" + artifact.MANIFEST)]
-            if not entry:
-                raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
-                                  "it was not written by trtpack.save")
-            pairs = artifact.read_manifest(z.read(entry[0]).decode())
+        pairs = _manifest_engines(path)
     else:
         loaded = load_quiet(path)
         program = loaded.program
@@ -224,7 +233,7 @@ def inspect(path) -> dict:
         info["outputs"] = [str(s.arg) for s in program.graph_signature.output_specs if s.kind.name == "USER_OUTPUT"]
         info["symbols"] = {str(sym): [_bound(r.lower), _bound(r.upper)] for sym, r in program.range_constraints.items()}
         pairs = [(e.meta, e.fallback) for e in loaded.engines]
-    machine = _machine(None)
+    machine = _machine(device)
     info["engines"] = []
     for meta, fallback in pairs:
         rec = record.decode_meta(meta)
