@@ -164,7 +164,8 @@ def load(path, *, device=None):
         return aoti.load(path, device=device)
     extra = {artifact.MANIFEST: ""}
     try:
-        program = torch.export.load(path, extra_files=extra)
+        with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
+            program = torch.export.load(f, extra_files=extra)
     except (RuntimeError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
         raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
                           f"{str(e)[:300]}). Re-save it with trtpack.save.") from e
