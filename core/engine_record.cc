@@ -8,6 +8,7 @@ namespace {
 
 using json = nlohmann::json;
 constexpr int kMaxJsonDepth = 64;
+constexpr const char* kSeeSpec = " (the fields and their types are in docs/FORMAT.md)";
 
 std::string at(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
 std::string at(const std::string& path, size_t index) { return path + "[" + std::to_string(index) + "]"; }
@@ -21,13 +22,14 @@ const json& require(const json& obj, const std::string& path, const char* key) {
 
 std::string get_string(const json& obj, const std::string& path, const char* key) {
   const json& v = require(obj, path, key);
-  if (!v.is_string()) throw RecordError(at(path, key), "must be a string, got " + std::string(v.type_name()));
+  if (!v.is_string()) throw RecordError(at(path, key), "must be a string, got " + std::string(v.type_name()) + kSeeSpec);
   return v.get<std::string>();
 }
 
 int64_t get_int(const json& v, const std::string& field) {
   if (!v.is_number_integer())
-    throw RecordError(field, "must be an integer, got " + std::string(v.is_number() ? "a fraction" : v.type_name()));
+    throw RecordError(field, "must be an integer, got " + std::string(v.is_number() ? "a fraction" : v.type_name()) +
+                                 kSeeSpec);
   if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX})
     throw RecordError(field, "does not fit in a signed 64-bit integer");
   return v.get<int64_t>();
@@ -35,7 +37,7 @@ int64_t get_int(const json& v, const std::string& field) {
 
 const json& get_typed(const json& obj, const std::string& path, const char* key, json::value_t type, const char* what) {
   const json& v = require(obj, path, key);
-  if (v.type() != type) throw RecordError(at(path, key), std::string("must be ") + what + ", got " + v.type_name());
+  if (v.type() != type) throw RecordError(at(path, key), std::string("must be ") + what + ", got " + v.type_name() + kSeeSpec);
   return v;
 }
 

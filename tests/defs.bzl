@@ -4,8 +4,8 @@ def trtpack_py_test(name, src = None, deps = [], data = [], size = "medium", tag
     src = src or name + ".py"
     native.py_test(
         name = name,
-        srcs = ["pytest_main.py", src],
-        main = "pytest_main.py",
+        srcs = ["//tests:pytest_main.py", src],
+        main = "//tests:pytest_main.py",
         args = ["$(location %s)" % src],
         deps = ["//py:trtpack"] + deps,
         data = data,
