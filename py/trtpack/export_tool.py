@@ -22,7 +22,7 @@ def export(model_path: str, *, out=None, formats=("ep", "pt2", "engine"), fallba
     if unknown:
         raise trtpack.TrtpackError(f"trtpack: unknown format(s) {unknown}; choose from {list(SUFFIX)}")
     spec = load_model_file(model_path)
-    out = out or os.path.join("out", spec.name)
+    out = out or os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), "out", spec.name)
     os.makedirs(out, exist_ok=True)
     options = {"fallback": fallback, "verify": verify, **spec.compile_options}
     if targets:
