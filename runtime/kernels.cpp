@@ -2,18 +2,51 @@
 
 #include <c10/util/Exception.h>
 
-namespace trtpack {
+#include "runtime/engine_cache.h"
 
-at::Tensor engine_usable(const std::vector<at::Tensor>& inputs, const at::Tensor&, const std::string&) {
-  // TensorRT engines only run on CUDA devices; finer checks come with the engine record.
-  bool on_cuda = !inputs.empty() && inputs[0].is_cuda();
-  return at::scalar_tensor(on_cuda && false, at::TensorOptions().dtype(at::kBool));
+namespace trtpack {
+namespace {
+
+constexpr const char* kNoExecutor =
+    "this libtorchtrt_runtime.so was built without a TensorRT executor: in Python, `import trtpack` adds one "
+    "(it needs the tensorrt_rtx or tensorrt package); from C++, use a libtorchtrt_runtime.so built with "
+    "`bazel build --config=tensorrt` against a TensorRT SDK (TENSORRT_ROOT)";
+
+core::Verdict verdict_without_executor(const core::EngineMeta& meta, const c10::Device& device) {
+  if (device.is_cuda()) return {false, kNoExecutor};
+  // No CUDA device in use: the core's rules say why and what to do.
+  return core::compatibility(meta, core::Machine{});
 }
 
-std::vector<at::Tensor> execute_engine_cpu(const std::vector<at::Tensor>&, const at::Tensor&, const std::string&) {
-  TORCH_CHECK(false,
-              "trtpack: execute_engine got CPU inputs, but TensorRT engines run only on CUDA devices. "
-              "Move the inputs and module to a CUDA device, or compile with fallback=True to run on CPU.");
+}  // namespace
+
+c10::Device engine_device(const std::vector<at::Tensor>& inputs, const at::Tensor& plan) {
+  if (inputs.empty()) return plan.device();
+  for (const at::Tensor& input : inputs) {
+    TORCH_CHECK_VALUE(input.device() == inputs[0].device(), "trtpack: engine inputs must all be on one device, got ",
+                      inputs[0].device(), " and ", input.device(), "; move them to the same CUDA device.");
+  }
+  return inputs[0].device();
+}
+
+at::Tensor engine_usable(const std::vector<at::Tensor>& inputs, const at::Tensor& plan, const std::string& meta) {
+  const c10::Device device = engine_device(inputs, plan);
+  const core::Verdict verdict = runtime::usable_on(
+      plan, meta, device, [&](const core::EngineMeta& m) { return verdict_without_executor(m, device); });
+  // Answered on the CPU like every engine_usable kernel: torch.cond reads it without a device sync.
+  return at::scalar_tensor(verdict.usable, at::TensorOptions().dtype(at::kBool));
+}
+
+std::vector<at::Tensor> execute_engine_unavailable(const std::vector<at::Tensor>& inputs, const at::Tensor& plan,
+                                                   const std::string& meta) {
+  const c10::Device device = engine_device(inputs, plan);
+  const auto record = runtime::parsed_meta(meta);
+  TORCH_CHECK(!device.is_cuda(), "trtpack: cannot run engine '", record->name, "' on ", device, ": ", kNoExecutor,
+              ".");
+  TORCH_CHECK(false, "trtpack: execute_engine got inputs on ", device, ", but TensorRT engine '", record->name,
+              "' runs only on CUDA devices. Move the module and inputs to a CUDA device, or compile with "
+              "trtpack.compile(..., fallback=True) so the program runs its PyTorch reference where the engine cannot "
+              "run.");
 }
 
 }  // namespace trtpack

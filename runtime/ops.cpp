@@ -9,10 +9,9 @@ TORCH_LIBRARY(trtpack, m) {
   m.def("engine_usable(Tensor[] inputs, Tensor plan, str meta) -> Tensor");
 }
 
+// Every device: engine_usable answers false with the reason, execute_engine explains why it cannot run.
+// A TensorRT executor (C++ trt_executor.cpp, or trtpack's Python one) registers CUDA kernels that take precedence.
 TORCH_LIBRARY_IMPL(trtpack, CompositeExplicitAutograd, m) {
   m.impl("engine_usable", &trtpack::engine_usable);
-}
-
-TORCH_LIBRARY_IMPL(trtpack, CPU, m) {
-  m.impl("execute_engine", &trtpack::execute_engine_cpu);
+  m.impl("execute_engine", &trtpack::execute_engine_unavailable);
 }

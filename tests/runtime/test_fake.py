@@ -10,8 +10,6 @@ from torch.export import Dim
 import trtpack
 from trtpack.runtime import shapes
 
-pytest.importorskip("trtpack.record", reason="trtpack.record (the core helper's branch) is not merged here yet")
-
 sys.path.insert(0, os.path.dirname(__file__))
 from engine_records import make_record  # noqa: E402
 

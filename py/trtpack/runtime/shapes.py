@@ -9,6 +9,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 import torch
 
+from trtpack import record
 from trtpack.errors import FormatError
 
 _DTYPES = {name: getattr(torch, name) for name in
@@ -36,8 +37,6 @@ def _tensor_spec(engine: str, entry: Dict[str, Any]) -> TensorSpec:
     if dtype is None:
         raise FormatError(f"trtpack: engine {engine!r}: tensor {entry['name']!r} has dtype {entry['dtype']!r}, which "
                           f"trtpack cannot allocate; supported: {', '.join(_DTYPES)}. Rebuild the engine with trtpack.")
-    from trtpack import record
-
     dims = tuple(d if isinstance(d, int) else record.parse_dim(d) for d in entry["shape"])
     return TensorSpec(entry["name"], dtype, dims)
 
@@ -45,8 +44,6 @@ def _tensor_spec(engine: str, entry: Dict[str, Any]) -> TensorSpec:
 @functools.lru_cache(maxsize=256)
 def engine_spec(meta: str) -> EngineSpec:
     """Parses and validates one meta string once; later calls with the same string are free."""
-    from trtpack import record  # imported on first use: trtpack.runtime loads before trtpack.record
-
     d = record.decode_meta(meta)
     return EngineSpec(
         name=d["name"], backend=d["backend"],
