@@ -107,6 +107,20 @@ class SplitByCustomOp(nn.Module):
         return self.after(channel_roll(self.before(x)))
 
 
+class EncodersSplitByCustomOp(nn.Module):
+    """Two encoder blocks with a custom op between them on flattened tokens: the first engine's output has a
+    derived size (batch*seq), the second engine reads the batch and sequence sizes from the model input."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = EncoderBlock(), EncoderBlock()
+
+    def forward(self, x):
+        batch, seq, dim = x.shape
+        tokens = channel_roll(self.first(x).reshape(batch * seq, dim))
+        return self.second(tokens.reshape(batch, seq, dim) + 1)
+
+
 def eval_model(cls):
     torch.manual_seed(0)
     model = cls().eval()

@@ -15,8 +15,9 @@ from trtpack.errors import IncompatibleEngineError
 
 
 class EngineCall(torch.nn.Module):
-    def __init__(self, plan: bytes, meta: str, reference, single_output: bool):
+    def __init__(self, plan: bytes, meta: str, reference, single_output: bool, fresh_strides=()):
         super().__init__()
+        self.fresh_strides = tuple(fresh_strides)
         self.register_buffer("plan", torch.frombuffer(bytearray(plan), dtype=torch.uint8))
         self.meta = meta
         self.reference = reference
@@ -26,8 +27,11 @@ class EngineCall(torch.nn.Module):
         return tuple(torch.ops.trtpack.execute_engine(list(inputs), self.plan, self.meta))
 
     def _reference(self, *inputs):
-        outputs = self.reference(*inputs)
-        return (outputs,) if self.single_output else tuple(outputs)
+        outputs = (self.reference(*inputs),) if self.single_output else tuple(self.reference(*inputs))
+        # torch.cond needs both branches to have the same, plainly contiguous strides. A reshape to a derived size
+        # (e.g. [s0*s1, d]) can carry strides like min(d, d*s1) that .contiguous() keeps: copy those outputs.
+        return tuple(o.clone(memory_format=torch.contiguous_format) if fresh else o.contiguous()
+                     for o, fresh in zip(outputs, self.fresh_strides or [False] * len(outputs)))
 
     def forward(self, *inputs):
         if self.reference is None:
@@ -44,13 +48,19 @@ def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> 
         region = getattr(gm, name)
         output = next(n for n in region.graph.nodes if n.op == "output")
         single = not isinstance(output.args[0], (tuple, list))
-        setattr(gm, name, EngineCall(plan, meta, region if fallback else None, single))
+        results = [output.args[0]] if single else output.args[0]
+        fresh = [_has_derived_dim(r.meta["val"]) for r in results]
+        setattr(gm, name, EngineCall(plan, meta, region if fallback else None, single, fresh))
     # Weights now live in the regions (and their plans): drop the parent's unused copies.
     for node in list(gm.graph.nodes):
         if node.op == "get_attr" and not node.users:
             gm.graph.erase_node(node)
     gm.delete_all_unused_submodules()
     gm.recompile()
+
+
+def _has_derived_dim(value) -> bool:
+    return any(isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) for d in value.shape)
 
 
 def program_dynamic_shapes(program: torch.export.ExportedProgram, arg_inputs, kwarg_inputs):
