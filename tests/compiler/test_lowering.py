@@ -83,3 +83,14 @@ def test_kwarg_inputs_are_supported():
     x, scale = torch.randn(4, 16), torch.rand(4, 4)
     module = trtpack.compile(model, (x,), kwarg_inputs={"scale": scale}, targets=["sm86"], fallback=True)
     torch.testing.assert_close(module(x, scale=scale), model(x, scale=scale), atol=1e-5, rtol=1e-5)
+
+
+def test_an_unbounded_dim_gets_the_documented_default_max(mlp):
+    from trtpack.compiler.symbolic import DEFAULT_MAX_DIM
+
+    module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: torch.export.Dim("b")},),
+                             targets=["sm86"], fallback=True)
+    call = next(n for n in module.graph.nodes if n.target == torch.ops.trtpack.engine_usable.default)
+    assert record.decode_meta(call.args[2])["symbols"] == {"s0": {"min": 1, "opt": 4, "max": DEFAULT_MAX_DIM}}
+    with pytest.raises(trtpack.IncompatibleEngineError, match=f"in \\[1, {DEFAULT_MAX_DIM}\\]"):
+        module(torch.randn(DEFAULT_MAX_DIM + 1, 16))

@@ -71,7 +71,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
 
     start = time.perf_counter()
     lower.replace_regions(gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
-    lowered = lower.reexport(gm, program, arg_inputs, kwarg_inputs).module()
+    lowered = lower.reexport(gm, program, symbols, arg_inputs, kwarg_inputs).module()
     lower_seconds = time.perf_counter() - start
     lower.translate_errors(lowered, symbols.describe() or "all sizes static")
     lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {

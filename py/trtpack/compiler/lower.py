@@ -63,8 +63,9 @@ def _has_derived_dim(value) -> bool:
     return any(isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) for d in value.shape)
 
 
-def program_dynamic_shapes(program: torch.export.ExportedProgram, arg_inputs, kwarg_inputs):
-    """The program's dynamic dims as a dynamic_shapes spec for (args, kwargs), one Dim per size symbol."""
+def program_dynamic_shapes(program: torch.export.ExportedProgram, symbols, arg_inputs, kwarg_inputs):
+    """The program's dynamic dims as a dynamic_shapes spec for (args, kwargs): one Dim per size symbol, with the
+    range the engines were built for (an unbounded max becomes symbolic.DEFAULT_MAX_DIM)."""
     user_inputs = set(program.graph_signature.user_inputs)
     values = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs]
     dims = {}
@@ -75,14 +76,12 @@ def program_dynamic_shapes(program: torch.export.ExportedProgram, arg_inputs, kw
             if not isinstance(size, torch.SymInt):
                 continue
             expr = size.node.expr
-            if not isinstance(expr, sympy.Symbol):
+            if expr not in symbols.names:
                 spec[axis] = torch.export.Dim.AUTO
                 continue
             if expr not in dims:
-                bounds = program.range_constraints[expr]
-                upper = None if not bounds.upper.is_finite else int(bounds.upper)
-                dims[expr] = torch.export.Dim(f"dim_{expr}", min=int(bounds.lower), max=upper) if upper else \
-                    torch.export.Dim(f"dim_{expr}", min=int(bounds.lower))
+                bounds = symbols.ranges[expr]
+                dims[expr] = torch.export.Dim(symbols.names[expr], min=bounds["min"], max=bounds["max"])
             spec[axis] = dims[expr]
         specs.append(spec or None)
     _, tree = pytree.tree_flatten((tuple(arg_inputs), dict(kwarg_inputs or {})))
@@ -97,9 +96,9 @@ def _positional_names(program, count):
     return names[:count]
 
 
-def reexport(gm: torch.fx.GraphModule, program, arg_inputs, kwarg_inputs) -> torch.export.ExportedProgram:
-    return torch.export.export(gm, tuple(arg_inputs), kwargs=kwarg_inputs or {},
-                               dynamic_shapes=program_dynamic_shapes(program, arg_inputs, kwarg_inputs), strict=False)
+def reexport(gm: torch.fx.GraphModule, program, symbols, arg_inputs, kwarg_inputs) -> torch.export.ExportedProgram:
+    return torch.export.export(gm, tuple(arg_inputs), kwargs=kwarg_inputs or {}, strict=False,
+                               dynamic_shapes=program_dynamic_shapes(program, symbols, arg_inputs, kwarg_inputs))
 
 
 def translate_errors(module: torch.fx.GraphModule, compiled_ranges: str) -> torch.fx.GraphModule:
