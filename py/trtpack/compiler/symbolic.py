@@ -37,8 +37,7 @@ class SymbolTable:
                         self.names[symbol] = f"s{len(self.names)}"
                         self.where[self.names[symbol]] = f"{node.name} dim {axis}"
                         bounds = program.range_constraints.get(symbol)
-                        low = int(bounds.lower) if bounds is not None and not _is_infinite(bounds.lower) else 1
-                        low = max(low, 1)
+                        low = 1 if bounds is None or _is_infinite(bounds.lower) else max(int(bounds.lower), 1)
                         high = DEFAULT_MAX_DIM if bounds is None or _is_infinite(bounds.upper) else int(bounds.upper)
                         self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
 
