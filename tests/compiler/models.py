@@ -121,6 +121,20 @@ class EncodersSplitByCustomOp(nn.Module):
         return self.second(tokens.reshape(batch, seq, dim) + 1)
 
 
+class TokensAfterCustomOp(nn.Module):
+    """The second region only sees batch*seq tokens (a derived size), never batch or seq on their own."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.mlp = MLP()
+
+    def forward(self, x):
+        batch, seq, _ = x.shape
+        tokens = torch.relu(self.embed(x)).reshape(batch * seq, 16) * 2 + 1
+        return self.mlp(channel_roll(tokens.unsqueeze(1)).squeeze(1))
+
+
 def eval_model(cls):
     torch.manual_seed(0)
     model = cls().eval()
