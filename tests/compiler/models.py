@@ -107,6 +107,34 @@ class SplitByCustomOp(nn.Module):
         return self.after(channel_roll(self.before(x)))
 
 
+class EncodersSplitByCustomOp(nn.Module):
+    """Two encoder blocks with a custom op between them on flattened tokens: the first engine's output has a
+    derived size (batch*seq), the second engine reads the batch and sequence sizes from the model input."""
+
+    def __init__(self):
+        super().__init__()
+        self.first, self.second = EncoderBlock(), EncoderBlock()
+
+    def forward(self, x):
+        batch, seq, dim = x.shape
+        tokens = channel_roll(self.first(x).reshape(batch * seq, dim))
+        return self.second(tokens.reshape(batch, seq, dim) + 1)
+
+
+class TokensAfterCustomOp(nn.Module):
+    """The second region only sees batch*seq tokens (a derived size), never batch or seq on their own."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Linear(8, 16)
+        self.mlp = MLP()
+
+    def forward(self, x):
+        batch, seq, _ = x.shape
+        tokens = torch.relu(self.embed(x)).reshape(batch * seq, 16) * 2 + 1
+        return self.mlp(channel_roll(tokens.unsqueeze(1)).squeeze(1))
+
+
 def eval_model(cls):
     torch.manual_seed(0)
     model = cls().eval()

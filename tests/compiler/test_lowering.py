@@ -83,3 +83,29 @@ def test_kwarg_inputs_are_supported():
     x, scale = torch.randn(4, 16), torch.rand(4, 4)
     module = trtpack.compile(model, (x,), kwarg_inputs={"scale": scale}, targets=["sm86"], fallback=True)
     torch.testing.assert_close(module(x, scale=scale), model(x, scale=scale), atol=1e-5, rtol=1e-5)
+
+
+def test_an_unbounded_dim_gets_the_documented_default_max(mlp):
+    from trtpack.compiler.symbolic import DEFAULT_MAX_DIM
+
+    module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: torch.export.Dim("b")},),
+                             targets=["sm86"], fallback=True)
+    call = next(n for n in module.graph.nodes if n.target == torch.ops.trtpack.engine_usable.default)
+    assert record.decode_meta(call.args[2])["symbols"] == {"s0": {"min": 1, "opt": 4, "max": DEFAULT_MAX_DIM}}
+    with pytest.raises(trtpack.IncompatibleEngineError, match=f"in \\[1, {DEFAULT_MAX_DIM}\\]"):
+        module(torch.randn(DEFAULT_MAX_DIM + 1, 16))
+
+
+def test_a_region_that_sees_only_a_derived_size_records_it_as_a_local_symbol():
+    model = models.eval_model(models.TokensAfterCustomOp)
+    dims = {0: torch.export.Dim("batch", min=1, max=8), 1: torch.export.Dim("seq", min=2, max=16)}
+    module = trtpack.compile(model, (torch.randn(2, 5, 8),), dynamic_shapes=(dims,), targets=["sm86"],
+                             fallback=True, min_block_size=3)
+    metas = [record.decode_meta(n.args[2]) for n in module.graph.nodes
+             if n.target == torch.ops.trtpack.engine_usable.default]
+    assert [m["outputs"][0]["shape"] for m in metas] == [["(s0*s1)", 1, 16], ["t0", 4]]
+    assert metas[1]["inputs"][0]["shape"] == ["t0", 1, 16]
+    assert metas[1]["symbols"] == {"t0": {"min": 2, "opt": 10, "max": 128}}
+    for shape in [(1, 2, 8), (3, 7, 8), (8, 16, 8)]:
+        x = torch.randn(shape)
+        torch.testing.assert_close(module(x), model(x), atol=1e-5, rtol=1e-5)

@@ -30,6 +30,8 @@ MODELS = {
     "mlp": (models.MLP, (4, 16), {0: batch(64)}, 1, [(1, 16), (17, 16), (64, 16)], (65, 16)),
     "split_by_custom_op": (models.SplitByCustomOp, (2, 3, 16, 16), {0: batch()}, 2,
                            [(1, 3, 16, 16), (4, 3, 16, 16), (8, 3, 16, 16)], (9, 3, 16, 16)),
+    "encoders_split_by_custom_op": (models.EncodersSplitByCustomOp, (2, 8, 32), {0: batch(), 1: SEQ}, 2,
+                                    [(1, 2, 32), (3, 5, 32), (8, 16, 32)], (9, 4, 32)),
 }
 
 
@@ -91,7 +93,7 @@ def test_verify_passed_and_summary_accounts_for_every_region(compiled):
         assert region["max_abs_error"] < 1e-3
         assert region["plan_size"] > 0 and region["targets"] == TARGETS
         assert set(region["seconds"]) == {"export", "onnx", "verify", "build"}
-    if name == "split_by_custom_op":
+    if name.endswith("split_by_custom_op"):
         (left,) = summary["left_in_pytorch"]
         assert left["op"] == "trtpack_test.channel_roll.default" and "custom op" in left["reason"]
         assert "models.py" in left["location"]

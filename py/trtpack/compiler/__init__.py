@@ -56,7 +56,8 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     region_inputs = example_region_inputs(gm, flat_inputs, parts.regions)
 
     engines, left_out = {}, [vars(item) for item in parts.left_out]
-    for name in tqdm(parts.regions, desc="trtpack: building engines", unit="region", disable=None):
+    progress = tqdm(parts.regions, desc="trtpack: building engines", unit="region", disable=None)
+    for name in progress:
         try:
             engines[name] = compile_region(gm, name, region_inputs[name], symbols, chosen, targets, verify,
                                            min_block_size)
@@ -67,11 +68,13 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
             left_out += [{"node": name, "op": op, "count": count, "reason": str(error), "location": ""}
                          for op, count in parts.region_ops[name].items()]
             continue
-        log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}s" for k, v in engines[name].seconds.items()))
+        timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in engines[name].seconds.items())
+        progress.set_postfix_str(f"{name}: {timings}")
+        log.info("%s (%d ops): %s", name, sum(parts.region_ops[name].values()), timings)
 
     start = time.perf_counter()
     lower.replace_regions(gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
-    reexported = lower.reexport(gm, program, arg_inputs, kwarg_inputs)
+    reexported = lower.reexport(gm, program, symbols, arg_inputs, kwarg_inputs)
     lowered = reexported.module()
     lowered._trtpack_program = reexported  # what trtpack.save writes, without exporting again
     lower_seconds = time.perf_counter() - start

@@ -15,8 +15,9 @@ from trtpack.errors import IncompatibleEngineError
 
 
 class EngineCall(torch.nn.Module):
-    def __init__(self, plan: bytes, meta: str, reference, single_output: bool):
+    def __init__(self, plan: bytes, meta: str, reference, single_output: bool, fresh_strides=()):
         super().__init__()
+        self.fresh_strides = tuple(fresh_strides)
         self.register_buffer("plan", torch.frombuffer(bytearray(plan), dtype=torch.uint8))
         self.meta = meta
         self.reference = reference
@@ -26,8 +27,11 @@ class EngineCall(torch.nn.Module):
         return tuple(torch.ops.trtpack.execute_engine(list(inputs), self.plan, self.meta))
 
     def _reference(self, *inputs):
-        outputs = self.reference(*inputs)
-        return (outputs,) if self.single_output else tuple(outputs)
+        outputs = (self.reference(*inputs),) if self.single_output else tuple(self.reference(*inputs))
+        # torch.cond needs both branches to have the same, plainly contiguous strides. A reshape to a derived size
+        # (e.g. [s0*s1, d]) can carry strides like min(d, d*s1) that .contiguous() keeps: copy those outputs.
+        return tuple(o.clone(memory_format=torch.contiguous_format) if fresh else o.contiguous()
+                     for o, fresh in zip(outputs, self.fresh_strides or [False] * len(outputs)))
 
     def forward(self, *inputs):
         if self.reference is None:
@@ -44,7 +48,9 @@ def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> 
         region = getattr(gm, name)
         output = next(n for n in region.graph.nodes if n.op == "output")
         single = not isinstance(output.args[0], (tuple, list))
-        setattr(gm, name, EngineCall(plan, meta, region if fallback else None, single))
+        results = [output.args[0]] if single else output.args[0]
+        fresh = [_has_derived_dim(r.meta["val"]) for r in results]
+        setattr(gm, name, EngineCall(plan, meta, region if fallback else None, single, fresh))
     # Weights now live in the regions (and their plans): drop the parent's unused copies.
     for node in list(gm.graph.nodes):
         if node.op == "get_attr" and not node.users:
@@ -53,8 +59,13 @@ def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> 
     gm.recompile()
 
 
-def program_dynamic_shapes(program: torch.export.ExportedProgram, arg_inputs, kwarg_inputs):
-    """The program's dynamic dims as a dynamic_shapes spec for (args, kwargs), one Dim per size symbol."""
+def _has_derived_dim(value) -> bool:
+    return any(isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) for d in value.shape)
+
+
+def program_dynamic_shapes(program: torch.export.ExportedProgram, symbols, arg_inputs, kwarg_inputs):
+    """The program's dynamic dims as a dynamic_shapes spec for (args, kwargs): one Dim per size symbol, with the
+    range the engines were built for (an unbounded max becomes symbolic.DEFAULT_MAX_DIM)."""
     user_inputs = set(program.graph_signature.user_inputs)
     values = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs]
     dims = {}
@@ -65,14 +76,12 @@ def program_dynamic_shapes(program: torch.export.ExportedProgram, arg_inputs, kw
             if not isinstance(size, torch.SymInt):
                 continue
             expr = size.node.expr
-            if not isinstance(expr, sympy.Symbol):
+            if expr not in symbols.names:
                 spec[axis] = torch.export.Dim.AUTO
                 continue
             if expr not in dims:
-                bounds = program.range_constraints[expr]
-                upper = None if not bounds.upper.is_finite else int(bounds.upper)
-                dims[expr] = torch.export.Dim(f"dim_{expr}", min=int(bounds.lower), max=upper) if upper else \
-                    torch.export.Dim(f"dim_{expr}", min=int(bounds.lower))
+                bounds = symbols.ranges[expr]
+                dims[expr] = torch.export.Dim(symbols.names[expr], min=bounds["min"], max=bounds["max"])
             spec[axis] = dims[expr]
         specs.append(spec or None)
     _, tree = pytree.tree_flatten((tuple(arg_inputs), dict(kwarg_inputs or {})))
@@ -87,9 +96,9 @@ def _positional_names(program, count):
     return names[:count]
 
 
-def reexport(gm: torch.fx.GraphModule, program, arg_inputs, kwarg_inputs) -> torch.export.ExportedProgram:
-    return torch.export.export(gm, tuple(arg_inputs), kwargs=kwarg_inputs or {},
-                               dynamic_shapes=program_dynamic_shapes(program, arg_inputs, kwarg_inputs), strict=False)
+def reexport(gm: torch.fx.GraphModule, program, symbols, arg_inputs, kwarg_inputs) -> torch.export.ExportedProgram:
+    return torch.export.export(gm, tuple(arg_inputs), kwargs=kwarg_inputs or {}, strict=False,
+                               dynamic_shapes=program_dynamic_shapes(program, symbols, arg_inputs, kwarg_inputs))
 
 
 def translate_errors(module: torch.fx.GraphModule, compiled_ranges: str) -> torch.fx.GraphModule:

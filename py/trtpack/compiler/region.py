@@ -4,6 +4,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import onnx
+import sympy
 import torch
 
 from trtpack.compiler import build, convert, symbolic
@@ -47,23 +48,56 @@ def region_io(gm: torch.fx.GraphModule, name: str):
     return [a.meta["val"] for a in call.args], [r.meta["val"] for r in results]
 
 
-def _check_outputs_derivable(input_dims, output_dims):
+def _missing_symbols(input_dims, output_dims) -> set:
+    """Symbols an output size uses that no input dim carries by itself (the runtime binds symbols from those)."""
     bare = {d for dims in input_dims for d in dims if isinstance(d, str) and d.isidentifier()}
-    for dims in output_dims:
-        for dim in dims:
-            missing = symbolic.symbol_names(dim) - bare if isinstance(dim, str) else set()
-            if missing:
-                raise UnsupportedGraphError(
-                    f"trtpack: output size {dim} uses {', '.join(sorted(missing))}, which no input dim of the region "
-                    "carries by itself, so the runtime could not compute the output shape")
+    used = {name for dims in output_dims for d in dims if isinstance(d, str) for name in symbolic.symbol_names(d)}
+    return used - bare
+
+
+def record_dims(input_values, output_values, symbols):
+    """The meta's input dims, output dims and symbols. When an output size needs a symbol that only reaches the
+    region inside a derived size (e.g. tokens flattened to s0*s1), that derived size becomes a region-local
+    symbol t0, t1, ... with its range, and output sizes are rewritten over it."""
+    input_dims = [[symbols.dim(d) for d in v.shape] for v in input_values]
+    output_dims = [[symbols.dim(d) for d in v.shape] for v in output_values]
+    if not _missing_symbols(input_dims, output_dims):
+        return input_dims, output_dims, symbols.symbols_of([d for dims in input_dims + output_dims for d in dims])
+
+    local, ranges = {}, {}
+    for value, dims in zip(input_values, input_dims):
+        for size, dim in zip(value.shape, dims):
+            if isinstance(dim, str) and not dim.isidentifier() and size.node.expr not in local:
+                name = f"t{len(local)}"
+                local[size.node.expr] = sympy.Symbol(name, integer=True, positive=True)
+                ranges[name] = {end: symbols.evaluate(dim, end) for end in ("min", "opt", "max")}
+    names = {**symbols.names, **{s: s.name for s in local.values()}}
+
+    def rewrite(size):
+        if not isinstance(size, torch.SymInt):
+            return int(size)
+        expr = size.node.expr
+        return int(expr) if expr.is_Integer else symbolic.to_expression(expr.subs(local), names)
+
+    input_dims = [[rewrite(d) for d in v.shape] for v in input_values]
+    output_dims = [[rewrite(d) for d in v.shape] for v in output_values]
+    missing = _missing_symbols(input_dims, output_dims)
+    if missing:
+        raise UnsupportedGraphError(
+            f"trtpack: an output size of the region uses {', '.join(sorted(missing))}, which no input dim of the "
+            "region carries, so the runtime could not compute the output shape; this region stays in PyTorch")
+    used = [d for dims in input_dims + output_dims for d in dims if isinstance(d, str)]
+    names_used = set().union(*(symbolic.symbol_names(d) for d in used)) if used else set()
+    table = symbols.symbols_of([n for n in names_used if n not in ranges])
+    return input_dims, output_dims, {**table, **{n: r for n, r in ranges.items() if n in names_used}}
 
 
 def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, min_block_size) -> RegionEngine:
     region = getattr(gm, name)
     input_values, output_values = region_io(gm, name)
+    # Profiles and the region's own export use the program's symbols; the record may use region-local ones.
     input_dims = [[symbols.dim(d) for d in v.shape] for v in input_values]
-    output_dims = [[symbols.dim(d) for d in v.shape] for v in output_values]
-    _check_outputs_derivable(input_dims, output_dims)
+    record_inputs, record_outputs, record_symbols = record_dims(input_values, output_values, symbols)
     seconds = {}
 
     start = time.perf_counter()
@@ -96,9 +130,9 @@ def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     meta = build.engine_meta(
         name=name, backend=backend, plan=plan,
-        inputs=described(input_names, input_values, input_dims),
-        outputs=described(output_names, output_values, output_dims),
-        symbols=symbols.symbols_of([d for dims in input_dims + output_dims for d in dims]),
+        inputs=described(input_names, input_values, record_inputs),
+        outputs=described(output_names, output_values, record_outputs),
+        symbols=dict(sorted(record_symbols.items())),
         build={"onnx_opset": int(opset), "optimization_level": plan.optimization_level,
                "min_block_size": min_block_size})
     return RegionEngine(name, plan.data, meta, plan.targets, seconds, verification)

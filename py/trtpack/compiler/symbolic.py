@@ -11,7 +11,7 @@ from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
 from trtpack.errors import UnsupportedGraphError
 
 # An unbounded dynamic dim gets this optimisation-profile maximum (TensorRT needs a finite one).
-# Give the Dim an explicit max to choose another.
+# Give the Dim an explicit max to choose another. Ranges starting at 0 start at 1 (the record has no empty dims).
 DEFAULT_MAX_DIM = 4096
 
 
@@ -37,7 +37,7 @@ class SymbolTable:
                         self.names[symbol] = f"s{len(self.names)}"
                         self.where[self.names[symbol]] = f"{node.name} dim {axis}"
                         bounds = program.range_constraints.get(symbol)
-                        low = int(bounds.lower) if bounds is not None and not _is_infinite(bounds.lower) else 0
+                        low = 1 if bounds is None or _is_infinite(bounds.lower) else max(int(bounds.lower), 1)
                         high = DEFAULT_MAX_DIM if bounds is None or _is_infinite(bounds.upper) else int(bounds.upper)
                         self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
 
