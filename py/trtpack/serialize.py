@@ -6,7 +6,7 @@ import zipfile
 
 import torch
 
-from trtpack import artifact, record
+from trtpack import artifact, guard, record
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
@@ -111,17 +111,13 @@ class EngineCall(torch.nn.Module):
         want = len(self.record["inputs"])
         if len(inputs) != want:
             raise TrtpackError(f"trtpack: engine {self.record['name']!r} takes {want} inputs, got {len(inputs)}")
-        outputs = _run(torch.ops.trtpack.execute_engine, list(inputs), self.plan, self.meta)
+        outputs = guard.call(torch.ops.trtpack.execute_engine, (list(inputs), self.plan, self.meta), {},
+                             _symbols_text(self.record))
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def _run(fn, *args):
-    try:
-        return fn(*args)
-    except RuntimeError as e:
-        if "trtpack" in str(e) and not isinstance(e, TrtpackError):
-            raise IncompatibleEngineError(str(e).split("\nException raised from")[0]) from e
-        raise
+def _symbols_text(rec: dict) -> str:
+    return ", ".join(f"{k} in [{v['min']}, {v['max']}]" for k, v in rec["symbols"].items()) or "all sizes static"
 
 
 class Loaded(torch.nn.Module):
@@ -136,7 +132,7 @@ class Loaded(torch.nn.Module):
             self.module.to(device)
 
     def forward(self, *args, **kwargs):
-        return _run(self.module, *args, **kwargs)
+        return guard.call(self.module, args, kwargs, guard.ranges_text(self.program))
 
 
 def load(path, *, device=None):

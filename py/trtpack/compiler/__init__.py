@@ -14,6 +14,7 @@ from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
 from trtpack.compiler.symbolic import SymbolTable
+from trtpack import guard
 from trtpack.errors import UnsupportedGraphError
 
 log = logging.getLogger("trtpack.compiler")
@@ -78,7 +79,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     lowered = reexported.module()
     lowered._trtpack_program = reexported  # what trtpack.save writes, without exporting again
     lower_seconds = time.perf_counter() - start
-    lower.translate_errors(lowered, symbols.describe() or "all sizes static")
+    guard.translate_errors(lowered, symbols.describe() or "all sizes static")
     lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
         "export": export_seconds, "lower": lower_seconds, "total": time.perf_counter() - started})
     return lowered

@@ -5,13 +5,10 @@ fallback=False: execute_engine(inputs, plan, meta).
 fallback=True:  torch.cond(engine_usable(inputs, plan, meta), execute_engine branch, the region's PyTorch ops).
 The plan is a uint8 buffer of the module (raw bytes, no base64), the meta a str literal in the graph.
 """
-import functools
-
 import sympy
 import torch
 from torch.utils import _pytree as pytree
 
-from trtpack.errors import IncompatibleEngineError
 
 
 class EngineCall(torch.nn.Module):
@@ -99,29 +96,3 @@ def _positional_names(program, count):
 def reexport(gm: torch.fx.GraphModule, program, symbols, arg_inputs, kwarg_inputs) -> torch.export.ExportedProgram:
     return torch.export.export(gm, tuple(arg_inputs), kwargs=kwarg_inputs or {}, strict=False,
                                dynamic_shapes=program_dynamic_shapes(program, symbols, arg_inputs, kwarg_inputs))
-
-
-def translate_errors(module: torch.fx.GraphModule, compiled_ranges: str) -> torch.fx.GraphModule:
-    """Callers get trtpack errors that say what to do: IncompatibleEngineError when an engine cannot run here (the
-    op kernels raise RuntimeError('trtpack: ...')) or when the inputs are outside the compiled shape ranges."""
-    forward = module.forward
-
-    @functools.wraps(forward)
-    def checked_forward(*args, **kwargs):
-        try:
-            return forward(*args, **kwargs)
-        except AssertionError as error:
-            if not str(error).startswith("Guard failed"):
-                raise
-            raise IncompatibleEngineError(
-                f"trtpack: the inputs are outside the shapes this program was compiled for ({error}). Compiled "
-                f"ranges: {compiled_ranges}. Compile again with dynamic_shapes (torch.export.Dim min/max) that cover "
-                "these sizes.") from error
-        except RuntimeError as error:
-            if "trtpack:" not in str(error):
-                raise
-            message = str(error)[str(error).index("trtpack:"):].split("\nException raised from")[0]
-            raise IncompatibleEngineError(message) from error
-
-    module.forward = checked_forward
-    return module
