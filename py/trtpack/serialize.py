@@ -126,6 +126,7 @@ class Loaded(torch.nn.Module):
     def __init__(self, program: torch.export.ExportedProgram, engines: list, device=None):
         super().__init__()
         self.program = program
+        self._trtpack_program = program  # save() writes it again as is
         self.engines = engines
         self.module = program.module()
         if device is not None:

@@ -232,3 +232,20 @@ def _saved(module, tmp_path) -> str:
     if not os.path.exists(path):
         trtpack.save(module, path)
     return path
+
+
+def test_a_loaded_program_saves_again_and_compiles_again(tmp_path):
+    model = models.eval_model(models.MLP)
+    x = torch.randn(4, 16)
+    module = trtpack.compile(model, (x,), dynamic_shapes=({0: batch(64)},), targets=TARGETS, fallback=True)
+    trtpack.save(module, str(tmp_path / "a.ep"))
+    loaded = trtpack.load(str(tmp_path / "a.ep"))
+    trtpack.save(loaded, str(tmp_path / "b.ep"))
+    again = trtpack.load(str(tmp_path / "b.ep"))
+    assert [e.plan.numpy().tobytes() for e in again.engines] == [e.plan.numpy().tobytes() for e in loaded.engines]
+    torch.testing.assert_close(again(x), model(x), atol=ATOL, rtol=RTOL)
+
+    recompiled = trtpack.compile(loaded.program, (x,), targets=TARGETS, fallback=True)
+    assert plan_digests(recompiled) == plan_digests(module)  # the engine is kept as is, not rebuilt
+    seven = torch.randn(7, 16)  # the dynamic batch survives
+    torch.testing.assert_close(recompiled(seven), model(seven), atol=ATOL, rtol=RTOL)
