@@ -5,6 +5,7 @@ each as a ratio against a baseline measured in the same run. Prints a table and 
 """
 import json
 import logging
+import os
 import platform
 import shutil
 import sys
@@ -49,7 +50,6 @@ def run(sizes, reps, targets, pt2_sizes, call_iterations, workdir=None) -> dict:
 
 
 def _cpus() -> int:
-    import os
     return os.cpu_count() or 0
 
 
@@ -63,9 +63,11 @@ def main(argv):
     print(report.table(report.verdicts(results)))
     print(report.legend())
     print(report.diagnostics(results))
-    with open(FLAGS.json, "w") as f:
+    # `bazel run` starts in the runfiles tree; a relative --json means the caller's folder.
+    path = os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), FLAGS.json)
+    with open(path, "w") as f:
         json.dump(results, f, indent=1)
-    print(f"wrote {FLAGS.json}", file=sys.stderr)
+    print(f"wrote {path}", file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -89,6 +89,9 @@ def for_size(weight_mb: float, reps: int, workdir: str, targets: list, with_pt2:
     out["load"] = paired(lambda: _quiet(trtpack.load, ours), lambda: _load_plain(floor), reps)
     out["load"]["same_bytes_floor"] = timing.timed(lambda: _load_plain(same), reps)
     out["same_bytes_file"] = os.path.getsize(same)
+    # trtpack's own cost: torch.export alone on the very program (and file) trtpack saves and loads.
+    out["save"]["same_program_floor"] = timing.timed(lambda: torch.export.save(compiled._trtpack_program, same), reps)
+    out["load"]["same_program_floor"] = timing.timed(lambda: _load_plain(ours), reps)
     os.remove(same)
     del padded
 

@@ -67,7 +67,8 @@ def diagnostics(results: dict) -> str:
             floor = entry["same_bytes_floor"]["median"]
             lines.append(f"- {label} {metric}: {entry['trtpack']['median']:.3f} s vs {floor:.3f} s for the plain "
                          f"program plus an unused buffer as large as the plans (same bytes): "
-                         f"{entry['trtpack']['median'] / floor:.3f}x")
+                         f"{entry['trtpack']['median'] / floor:.3f}x; torch.export alone on the same program: "
+                         f"{entry['same_program_floor']['median']:.3f} s")
         lines.append(f"- {label} files: trtpack .ep {size['size']['trtpack'] / 1e6:.1f} MB, plans "
                      f"{size['size']['plan_bytes'] / 1e6:.1f} MB, weights {size['weight_bytes'] / 1e6:.1f} MB, plain "
                      f".ep {size['size']['floor_file'] / 1e6:.1f} MB; load peak RSS growth: trtpack "
