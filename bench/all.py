@@ -1,0 +1,74 @@
+"""trtpack benchmarks: save, load, size, peak load memory, compile time, per-call overhead and .pt2 load,
+each as a ratio against a baseline measured in the same run. Prints a table and writes JSON.
+
+    ./bazelw run //bench:all -- --sizes=10,100 --reps=3 --json=/tmp/bench.json
+"""
+import json
+import logging
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+
+from absl import app, flags
+from absl import logging as absl_logging
+
+import torch
+
+import trtpack
+from bench import metrics, report
+
+FLAGS = flags.FLAGS
+flags.DEFINE_list("sizes", ["10", "100", "500"], "fp32 weight sizes of the MLPs, in MB")
+flags.DEFINE_list("pt2_sizes", None, "sizes that also measure .pt2 load (AOTInductor compiles are slow); "
+                  "default: the smallest of --sizes")
+flags.DEFINE_integer("reps", 3, "repetitions per measurement (median, min, max reported)")
+flags.DEFINE_integer("call_iterations", 2000, "calls per repetition for the per-call overhead")
+flags.DEFINE_list("targets", ["sm86"], "compute capabilities to build for")
+flags.DEFINE_string("json", "bench.json", "where to write the results")
+flags.DEFINE_string("workdir", None, "folder for the temporary artifacts (default: a new temporary folder)")
+
+
+def run(sizes, reps, targets, pt2_sizes, call_iterations, workdir=None) -> dict:
+    """Runs every benchmark; returns the results (JSON-serialisable), each metric with its target verdict."""
+    results = {"trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
+               "machine": platform.platform(), "cpus": _cpus(), "reps": reps, "targets": targets,
+               "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "sizes": []}
+    for size in sizes:
+        folder = tempfile.mkdtemp(prefix=f"trtpack-bench-{size:g}mb-", dir=workdir)
+        try:
+            results["sizes"].append(metrics.for_size(size, reps, folder, targets, size in pt2_sizes))
+        finally:
+            shutil.rmtree(folder, ignore_errors=True)
+    results["call_overhead"] = metrics.call_overhead(call_iterations, reps, targets)
+    results["rows"] = [{"model": label, "metric": metric, "ratio": entry["ratio"]["median"],
+                        "target": entry["target"], "pass": entry["pass"]}
+                       for label, metric, entry in report.verdicts(results)]
+    return results
+
+
+def _cpus() -> int:
+    return os.cpu_count() or 0
+
+
+def main(argv):
+    del argv
+    logging.getLogger("trtpack").setLevel(logging.ERROR)
+    absl_logging.set_verbosity(absl_logging.WARNING)  # onnxscript's passes log every step through absl
+    sizes = [float(s) for s in FLAGS.sizes]
+    pt2_sizes = [float(s) for s in FLAGS.pt2_sizes] if FLAGS.pt2_sizes is not None else [min(sizes)]
+    results = run(sizes, FLAGS.reps, FLAGS.targets, pt2_sizes, FLAGS.call_iterations, FLAGS.workdir)
+    print(report.table(report.verdicts(results)))
+    print(report.legend())
+    print(report.diagnostics(results))
+    # `bazel run` starts in the runfiles tree; a relative --json means the caller's folder.
+    path = os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), FLAGS.json)
+    with open(path, "w") as f:
+        json.dump(results, f, indent=1)
+    print(f"wrote {path}", file=sys.stderr)
+
+
+if __name__ == "__main__":
+    app.run(main)
