@@ -100,10 +100,12 @@ def read_manifest(text: str) -> list:
 def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary path beside `path`; renames it over `path` only if the block finishes.
 
-    A crash at any point leaves the previous file intact; the temporary is removed on error.
+    A crash at any point leaves the previous file intact; the temporary is removed on error, and temporaries
+    left by killed savers (named with their process id) are removed after the next successful save.
     """
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + ".", suffix=".tmp" + suffix, dir=folder)
+    prefix = f".{os.path.basename(path)}.{os.getpid()}."
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
     os.close(fd)
     try:
         yield tmp
@@ -114,3 +116,24 @@ def atomic_path(path: str, suffix: str = ""):
         with contextlib.suppress(FileNotFoundError):
             os.remove(tmp)
         raise
+    _remove_orphans(folder, os.path.basename(path))
+
+
+def _remove_orphans(folder: str, name: str) -> None:
+    """Removes `.NAME.PID.*.tmp*` files whose saving process no longer exists (it was killed mid-save)."""
+    for entry in os.listdir(folder):
+        parts = entry[len(name) + 2:].split(".", 1) if entry.startswith(f".{name}.") else []
+        if len(parts) != 2 or not parts[0].isdigit() or ".tmp" not in parts[1] or _alive(int(parts[0])):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(os.path.join(folder, entry))
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
