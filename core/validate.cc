@@ -1,6 +1,8 @@
 // Value rules of docs/FORMAT.md, checked on the typed record (so records built in C++ are held to
 // the same rules as records read from JSON).
 #include <algorithm>
+#include <map>
+#include <mutex>
 #include <regex>
 #include <set>
 
@@ -9,7 +11,19 @@
 namespace trtpack::core {
 namespace {
 
-bool matches(const std::string& s, const char* pattern) { return std::regex_match(s, std::regex(pattern)); }
+// Patterns are compiled once: std::regex construction dominates validation time otherwise.
+bool matches(const std::string& s, const char* pattern) {
+  static std::mutex mu;
+  static std::map<const char*, std::regex> compiled;
+  const std::regex* re;
+  {
+    std::lock_guard<std::mutex> lock(mu);
+    auto it = compiled.find(pattern);
+    if (it == compiled.end()) it = compiled.emplace(pattern, std::regex(pattern)).first;
+    re = &it->second;
+  }
+  return std::regex_match(s, *re);
+}
 
 void check_text(const std::string& value, const std::string& field, size_t max_len) {
   if (value.empty()) throw RecordError(field, "must not be empty");

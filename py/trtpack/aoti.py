@@ -1,0 +1,170 @@
+"""AOTInductor packages (.pt2): compile a program ahead of time into a shared library that Python
+(`load`) or C++ (`//tools:run_pt2`, libtorch + libtorchtrt_runtime.so, no Python) can run.
+
+trtpack's ops are defined in C++ (libtorchtrt_runtime.so), so the compiled package calls them through
+AOTInductor's proxy executor; importing trtpack loads that library, and C++ programs link it.
+A package runs only on the device type it was built on: build CUDA packages on a CUDA machine.
+"""
+import json
+import os
+import shutil
+import tempfile
+import zipfile
+
+import torch
+import torch.utils._pytree as pytree
+
+import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
+from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
+
+# Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
+INPUTS_METADATA_KEY = "trtpack.inputs"
+
+
+def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=None,
+            extra_files=None):
+    """Compiles a program with AOTInductor and writes it to `path` as a .pt2 package.
+
+    Args:
+        exported_program_or_graph_module: a `torch.export.ExportedProgram`, or an `nn.Module`
+            (e.g. what `trtpack.compile` returns), which is exported first.
+        path: where to write the package. Written atomically: a failed build leaves no file there.
+        arg_inputs: example positional inputs; their device type is the package's device type.
+        kwarg_inputs: example keyword inputs.
+        dynamic_shapes: as for `torch.export.export`; only when a module is given.
+        extra_files: {name: text} stored in the archive under `<root>/extra/` (trtpack's manifest).
+
+    Returns:
+        `path`.
+
+    Example:
+        >>> trtpack.aoti.package(model, "model.pt2", arg_inputs=(torch.randn(2, 3),))
+        >>> trtpack.aoti.load("model.pt2")(torch.randn(2, 3))
+    """
+    kwarg_inputs = dict(kwarg_inputs or {})
+    if arg_inputs is None and isinstance(exported_program_or_graph_module, torch.export.ExportedProgram):
+        arg_inputs = ()
+    if not isinstance(arg_inputs, (tuple, list)):
+        raise TrtpackError(f"arg_inputs must be a tuple or list of example inputs, got {type(arg_inputs).__name__}")
+    arg_inputs = tuple(arg_inputs)
+    _check_device_available(pytree.tree_leaves((arg_inputs, kwarg_inputs)))
+    ep = _exported_program(exported_program_or_graph_module, arg_inputs, kwarg_inputs, dynamic_shapes)
+    _check_device_available([n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"])
+
+    path = os.fspath(path)
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise FormatError(f"{path}: folder {parent} does not exist; create it first")
+    # Build under the final file's stem (AOTInductor names the archive's root folder after it),
+    # in a private folder beside the target so the final rename stays on one filesystem.
+    stem = os.path.splitext(os.path.basename(path))[0] or "model"
+    workdir = tempfile.mkdtemp(prefix=".trtpack-aoti-", dir=parent)
+    try:
+        staged = torch._inductor.aoti_compile_and_package(
+            ep,
+            package_path=os.path.join(workdir, stem + ".pt2"),
+            inductor_configs={"aot_inductor.metadata": _metadata(ep)},
+        )
+        if extra_files:
+            with zipfile.ZipFile(staged, "a") as archive:
+                for name, text in extra_files.items():
+                    archive.writestr(f"{stem}/extra/{name}", text)
+        os.replace(staged, path)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+    return path
+
+
+def load(path, device=None):
+    """Loads a .pt2 package as a callable that takes the same inputs as the packaged program.
+
+    Args:
+        path: a package written by `package` (or by `torch._inductor.aoti_compile_and_package`).
+        device: None (the package's device), or a device of the package's type, e.g. "cuda:1".
+
+    Raises:
+        FormatError: the file is missing or not an AOTInductor package.
+        IncompatibleEngineError: the package was built for another device type, or it needs CUDA
+            and this machine has none.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FormatError(f"{path}: no such file")
+    if not zipfile.is_zipfile(path):
+        raise FormatError(f"{path}: not an AOTInductor package (a .pt2 zip archive); make one with trtpack.save(..., 'x.pt2')")
+    built_for = package_device_type(path)
+    device_index = -1
+    if device is not None:
+        device = torch.device(device)
+        if built_for is not None and device.type != built_for:
+            raise IncompatibleEngineError(
+                f"{path} was built for {built_for} and an AOTInductor package runs only on the device type it was built on; "
+                f"load it with device=None or '{built_for}', or rebuild it on a {device.type} machine")
+        device_index = -1 if device.index is None else device.index
+    if built_for == "cuda" and not torch.cuda.is_available():
+        raise IncompatibleEngineError(
+            f"{path} was built for CUDA but this machine has no CUDA device (torch {torch.__version__}); "
+            "run it on a CUDA machine, or build a CPU package on a CPU machine")
+    try:
+        return torch._inductor.aoti_load_package(path, device_index=device_index)
+    except RuntimeError as e:
+        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {_first_line(e)}") from e
+
+
+def package_device_type(path):
+    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata; None if not recorded."""
+    with zipfile.ZipFile(path) as archive:
+        for name in archive.namelist():
+            if "/data/aotinductor/" in name and name.endswith("_metadata.json"):
+                try:
+                    meta = json.loads(archive.read(name))
+                except ValueError as e:
+                    raise FormatError(f"{path}: {name} is not valid JSON ({e}); the package is damaged") from e
+                if isinstance(meta, dict) and isinstance(meta.get("AOTI_DEVICE_KEY"), str):
+                    return meta["AOTI_DEVICE_KEY"]
+    return None
+
+
+def input_specs(ep):
+    """Per flattened user input: {"dtype": "float32", "shape": [2, "s0", ...]} (str = dynamic dimension)."""
+    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
+    specs = []
+    for name in ep.graph_signature.user_inputs:
+        val = placeholders[name].meta.get("val")
+        if not isinstance(val, torch.Tensor):
+            return None  # non-tensor inputs (ints, None): leave the checks to AOTInductor
+        shape = [int(d) if isinstance(d, int) else str(d) for d in val.shape]
+        specs.append({"dtype": str(val.dtype).removeprefix("torch."), "shape": shape})
+    return specs
+
+
+def _metadata(ep):
+    meta = {"trtpack.version": trtpack.__version__}
+    specs = input_specs(ep)
+    if specs is not None:
+        meta[INPUTS_METADATA_KEY] = json.dumps(specs, separators=(",", ":"))
+    return meta
+
+
+def _exported_program(program, arg_inputs, kwarg_inputs, dynamic_shapes):
+    if isinstance(program, torch.export.ExportedProgram):
+        if dynamic_shapes is not None:
+            raise TrtpackError("dynamic_shapes applies only when a module is exported; "
+                               "an ExportedProgram already carries its dynamic shapes")
+        return program
+    if isinstance(program, torch.nn.Module):
+        return torch.export.export(program, arg_inputs, kwargs=kwarg_inputs, dynamic_shapes=dynamic_shapes, strict=False)
+    raise TrtpackError(f"cannot package a {type(program).__name__}: give a torch.export.ExportedProgram or an nn.Module")
+
+
+def _check_device_available(values):
+    for v in values:
+        if isinstance(v, torch.Tensor) and v.device.type == "cuda" and not torch.cuda.is_available():
+            raise IncompatibleEngineError(
+                "AOTInductor builds a package for the device type of its inputs, and these are on cuda, but this "
+                f"machine has no CUDA device (torch {torch.__version__}); build .pt2 packages for CUDA on a CUDA "
+                "machine (there is no cross compilation), or give CPU inputs for a CPU package")
+
+
+def _first_line(error):
+    return str(error).split("\nException raised from")[0].strip()

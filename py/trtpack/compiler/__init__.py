@@ -1,0 +1,138 @@
+"""trtpack's compiler: PyTorch program → regions → ONNX → TensorRT plans → a lowered, re-exported program.
+
+Stages, one module each: export → support + partition → convert (ONNX, verify) → build (plan, meta) → lower.
+"""
+import logging
+import time
+
+import torch
+from torch.utils import _pytree as pytree
+from tqdm import tqdm
+
+from trtpack.compiler import convert, lower, partition as partitioning, support
+from trtpack.compiler.backends import get_backend
+from trtpack.compiler.export import export_program
+from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
+from trtpack.compiler.symbolic import SymbolTable
+from trtpack.errors import UnsupportedGraphError
+
+log = logging.getLogger("trtpack.compiler")
+
+__all__ = ["compile", "convert_exported_program_to_trt_engine", "build_single_engine"]
+
+
+def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, targets=None, min_block_size=5,
+            fallback=False, verify=False, backend=None) -> torch.fx.GraphModule:
+    """Compiles `model` into a program whose convertible regions run as TensorRT engines.
+
+    Args:
+        model: an nn.Module (exported with torch.export on the inputs) or an ExportedProgram.
+        arg_inputs / kwarg_inputs: example inputs; they also set each dynamic dim's optimisation-profile 'opt'.
+        dynamic_shapes: torch.export dynamic_shapes (torch.export.Dim) for an nn.Module.
+        targets: compute capabilities, e.g. ['sm86']; None builds the backend's portable default.
+        min_block_size: fewest compute ops a region needs to become an engine.
+        fallback: wrap each engine in torch.cond(engine_usable, engine, original PyTorch ops), so the program runs
+            anywhere; without it, running where an engine is unusable raises IncompatibleEngineError.
+        verify: run each region's ONNX model with onnxruntime against PyTorch; raise beyond tolerance.
+        backend: 'tensorrt_rtx' (default) or 'tensorrt' (unverified).
+
+    Returns:
+        A GraphModule that runs like the model. `module.meta["trtpack_summary"]` describes the regions, what
+        stayed in PyTorch and why, plan sizes, targets and where the time went.
+
+    Example:
+        >>> module = trtpack.compile(model, (torch.randn(2, 3, 32, 32),), fallback=True, targets=["sm86"])
+    """
+    started = time.perf_counter()
+    chosen = get_backend(backend)
+    arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
+    program = export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes)
+    export_seconds = time.perf_counter() - started
+
+    gm = program.module()
+    parts = partitioning.partition(gm, min_block_size)
+    flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
+    symbols = SymbolTable(program, flat_inputs)
+    region_inputs = example_region_inputs(gm, flat_inputs, parts.regions)
+
+    engines, left_out = {}, [vars(item) for item in parts.left_out]
+    for name in tqdm(parts.regions, desc="trtpack: building engines", unit="region", disable=None):
+        try:
+            engines[name] = compile_region(gm, name, region_inputs[name], symbols, chosen, targets, verify,
+                                           min_block_size)
+        except convert.VerificationError:
+            raise
+        except UnsupportedGraphError as error:
+            log.warning("%s stays in PyTorch: %s", name, error)
+            left_out += [{"node": name, "op": op, "count": count, "reason": str(error), "location": ""}
+                         for op, count in parts.region_ops[name].items()]
+            continue
+        log.info("%s: %s", name, ", ".join(f"{k} {v:.2f}s" for k, v in engines[name].seconds.items()))
+
+    start = time.perf_counter()
+    lower.replace_regions(gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
+    reexported = lower.reexport(gm, program, arg_inputs, kwarg_inputs)
+    lowered = reexported.module()
+    lowered._trtpack_program = reexported  # what trtpack.save writes, without exporting again
+    lower_seconds = time.perf_counter() - start
+    lower.translate_errors(lowered, symbols.describe() or "all sizes static")
+    lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
+        "export": export_seconds, "lower": lower_seconds, "total": time.perf_counter() - started})
+    return lowered
+
+
+def _summary(parts, engines, left_out, backend, targets, fallback, min_block_size, seconds) -> dict:
+    regions = []
+    for name, engine in engines.items():
+        ops = parts.region_ops[name]
+        entry = {"name": name, "ops": ops, "num_ops": sum(ops.values()), "plan_size": len(engine.plan),
+                 "targets": engine.targets, "seconds": {k: round(v, 3) for k, v in engine.seconds.items()}}
+        if engine.verification:
+            entry.update(max_abs_error=engine.verification.max_abs_error,
+                         max_rel_error=engine.verification.max_rel_error)
+        regions.append(entry)
+    for stage in ("export", "onnx", "verify", "build"):
+        seconds.setdefault(stage, 0.0)
+        seconds[stage] += sum(e.seconds.get(stage, 0.0) for e in engines.values())
+    return {
+        "backend": backend.name, "backend_verified": backend.verified, "requested_targets": targets,
+        "fallback": fallback, "min_block_size": min_block_size, "regions": regions,
+        "ops_in_engines": sum(r["num_ops"] for r in regions),
+        "ops_in_pytorch": sum(item.get("count", 1) for item in left_out),
+        "left_in_pytorch": left_out,
+        "seconds": {k: round(v, 3) for k, v in seconds.items()},
+    }
+
+
+def build_single_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targets=None, verify=False,
+                        backend=None) -> RegionEngine:
+    """The whole program as one engine (plan + meta); any unsupported node raises UnsupportedGraphError."""
+    arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
+    program = export_program(exported_program, arg_inputs, kwarg_inputs)
+    gm = program.module()
+    unsupported = []
+    for node in gm.graph.nodes:
+        reason = support.unsupported_reason(node) if support.is_compute_node(node) else None
+        if reason:
+            where = partitioning.source_location(node) or "(no source location)"
+            unsupported.append(f"{node.name} ({partitioning.op_name(node)}): {reason}\n      at {where}")
+    if unsupported:
+        raise UnsupportedGraphError("trtpack: the program cannot become one TensorRT engine; unsupported nodes:\n  - "
+                                    + "\n  - ".join(unsupported))
+    parts = partitioning.partition(gm, 1)
+    if len(parts.regions) != 1:
+        raise UnsupportedGraphError(f"trtpack: the program splits into {len(parts.regions)} independent parts; "
+                                    "one engine needs one connected graph (use trtpack.compile instead)")
+    flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
+    symbols = SymbolTable(program, flat_inputs)
+    name = parts.regions[0]
+    region_inputs = example_region_inputs(gm, flat_inputs, [name])
+    return compile_region(gm, name, region_inputs[name], symbols, get_backend(backend), targets, verify, 1)
+
+
+def convert_exported_program_to_trt_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targets=None,
+                                           verify=False, backend=None) -> bytes:
+    """The whole ExportedProgram as one TensorRT plan (bytes); unsupported nodes raise UnsupportedGraphError
+    listing each with its source location. `build_single_engine` also returns the record's meta."""
+    return build_single_engine(exported_program, arg_inputs, kwarg_inputs=kwarg_inputs, targets=targets,
+                               verify=verify, backend=backend).plan

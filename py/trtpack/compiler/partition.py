@@ -1,0 +1,164 @@
+"""Stage 2b: group supported nodes into regions (connected, acyclic); everything else stays PyTorch.
+
+Regions come from torch's CapabilityBasedPartitioner (which refuses merges that would create cycles), are split
+into connected pieces, and are kept only with at least `min_block_size` compute ops, like Torch-TensorRT.
+Each kept region is fused into a submodule `trt_region_<i>` of the returned GraphModule.
+"""
+import collections
+import operator
+from dataclasses import dataclass, field
+
+import torch
+from torch.fx import GraphModule, Node
+from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
+from torch.fx.passes.operator_support import OperatorSupportBase
+from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
+
+from trtpack.compiler import support
+
+REGION_PREFIX = "trt_region_"
+
+
+@dataclass
+class LeftOut:
+    """A compute op that stays in PyTorch, and why."""
+    node: str
+    op: str
+    reason: str
+    location: str
+
+
+@dataclass
+class Partitioning:
+    module: GraphModule                       # the graph with each region fused into submodule `trt_region_<i>`
+    regions: list = field(default_factory=list)          # region names, in graph order
+    region_ops: dict = field(default_factory=dict)       # name -> {op name: count}
+    left_out: list = field(default_factory=list)         # [LeftOut]
+
+
+def source_location(node: Node) -> str:
+    """The innermost user frame of the node's stack trace: 'file:line in function' (or '' if unknown)."""
+    trace = (node.meta.get("stack_trace") or "").strip().splitlines()
+    frames = [line.strip() for line in trace if line.strip().startswith("File ")]
+    return frames[-1] if frames else ""
+
+
+def op_name(node: Node) -> str:
+    target = node.target
+    if isinstance(target, torch._ops.OpOverload):
+        return f"{target.namespace}.{target.__name__}"
+    return getattr(target, "__name__", str(target))
+
+
+class _TableSupport(OperatorSupportBase):
+    def is_node_supported(self, submodules, node: Node) -> bool:
+        if node.op != "call_function":
+            return False
+        if node.target is operator.getitem:  # goes with its producer
+            return self.is_node_supported(submodules, node.args[0])
+        return support.unsupported_reason(node) is None
+
+
+def _is_sym_value(node: Node) -> bool:
+    return isinstance(node, Node) and isinstance(node.meta.get("val"), (torch.SymInt, torch.SymFloat, torch.SymBool, int))
+
+
+def _clone_sym_tree(graph, node: Node, before: Node, memo: dict) -> Node:
+    """Copies the shape arithmetic that computes `node` right before `before`; tensors it reads stay shared."""
+    if node in memo:
+        return memo[node]
+    if not (node.op == "call_function" and support.is_sym_node(node)):
+        return node
+    with graph.inserting_before(before):
+        copy = graph.node_copy(node, lambda arg: _clone_sym_tree(graph, arg, before, memo))
+    memo[node] = copy
+    return copy
+
+
+def _split_get_attrs(gm: GraphModule) -> None:
+    """One get_attr node per user, so every weight can travel with the region that uses it."""
+    for node in list(gm.graph.nodes):
+        if node.op != "get_attr" or len(node.users) < 2:
+            continue
+        for user in list(node.users)[1:]:
+            with gm.graph.inserting_before(user):
+                copy = gm.graph.get_attr(node.target)
+            copy.meta = dict(node.meta)
+            user.replace_input_with(node, copy)
+
+
+def _connected_pieces(nodes: set) -> list:
+    pieces, seen = [], set()
+    for start in nodes:
+        if start in seen:
+            continue
+        piece, stack = set(), [start]
+        while stack:
+            node = stack.pop()
+            if node in seen:
+                continue
+            seen.add(node)
+            piece.add(node)
+            stack.extend(n for n in list(node.all_input_nodes) + list(node.users) if n in nodes and n not in seen)
+        pieces.append(piece)
+    return pieces
+
+
+def _make_self_contained(gm: GraphModule, nodes: set) -> None:
+    """Regions exchange only tensors with the rest: shape arithmetic is copied in (for SymInts a region reads)
+    and out (for SymInts read outside); weights read by the region join it."""
+    graph = gm.graph
+    for node in [n for n in graph.nodes if n in nodes]:
+        memo = {}
+        for arg in node.all_input_nodes:
+            if arg not in nodes and arg.op == "call_function" and support.is_sym_node(arg):
+                copy = _clone_sym_tree(graph, arg, node, memo)
+                node.replace_input_with(arg, copy)
+        nodes.update(memo.values())
+        nodes.update(arg for arg in node.all_input_nodes if arg.op == "get_attr")
+    for node in [n for n in graph.nodes if n in nodes and support.is_sym_node(n)]:
+        for user in [u for u in node.users if u not in nodes]:
+            memo = {}
+            user.replace_input_with(node, _clone_sym_tree(graph, node, user, memo))
+
+
+def partition(gm: GraphModule, min_block_size: int) -> Partitioning:
+    """Fuses supported regions of `gm` (modified in place) into submodules and reports what stays in PyTorch."""
+    for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target in support.DROPPED_OPS]:
+        gm.graph.erase_node(node)
+    _split_get_attrs(gm)
+    proposed = CapabilityBasedPartitioner(gm, _TableSupport(), allows_single_node_partition=True).propose_partitions()
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    pieces = [piece for p in proposed for piece in _connected_pieces(set(p.nodes))]
+    pieces.sort(key=lambda piece: min(order[n] for n in piece))
+
+    kept, too_small = [], {}
+    for piece in pieces:
+        count = sum(support.is_compute_node(n) for n in piece)
+        if count >= max(min_block_size, 1):
+            kept.append(piece)
+        else:
+            too_small.update({n: count for n in piece})
+
+    result = Partitioning(module=gm)
+    for node in gm.graph.nodes:
+        if not support.is_compute_node(node) or any(node in piece for piece in kept):
+            continue
+        reason = support.unsupported_reason(node)
+        if reason is None:
+            reason = f"in a block of {too_small.get(node, 0)} convertible ops, fewer than min_block_size={min_block_size}"
+        result.left_out.append(LeftOut(node.name, op_name(node), reason, source_location(node)))
+
+    for piece in kept:
+        _make_self_contained(gm, piece)
+    for i, piece in enumerate(kept):
+        name = f"{REGION_PREFIX}{i}"
+        result.regions.append(name)
+        counts = collections.Counter(op_name(n) for n in piece if support.is_compute_node(n))
+        result.region_ops[name] = dict(sorted(counts.items()))
+    if kept:
+        fuse_by_partitions(gm, [dict.fromkeys(sorted(piece, key=lambda n: order.get(n, -1))) for piece in kept],
+                           REGION_PREFIX)
+    gm.graph.lint()
+    gm.recompile()
+    return result

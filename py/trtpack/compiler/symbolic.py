@@ -1,0 +1,124 @@
+"""Symbolic dims of the FX graph → the engine record's dims: ints or expression strings over s0, s1, ...
+
+The expression grammar (docs/FORMAT.md): integers, symbol names, binary + - * // %, parentheses, max(a,b), min(a,b).
+"""
+import re
+
+import sympy
+import torch
+from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
+
+from trtpack.errors import UnsupportedGraphError
+
+# An unbounded dynamic dim gets this optimisation-profile maximum (TensorRT needs a finite one).
+# Give the Dim an explicit max to choose another.
+DEFAULT_MAX_DIM = 4096
+
+
+def _is_infinite(value) -> bool:
+    return value is None or not getattr(value, "is_finite", True) or str(value) in ("oo", "int_oo")
+
+
+class SymbolTable:
+    """The program's size symbols, renamed s0, s1, ... by first appearance in the inputs, with min/opt/max."""
+
+    def __init__(self, program: torch.export.ExportedProgram, flat_example_inputs):
+        self.names, self.ranges, self.where = {}, {}, {}
+        placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
+        user_inputs = [n for n in placeholders if n.name in set(program.graph_signature.user_inputs)]
+        for node, example in zip(user_inputs, flat_example_inputs):
+            value = node.meta.get("val")
+            if not isinstance(value, torch.Tensor):
+                continue
+            for axis, (dim, size) in enumerate(zip(value.shape, example.shape)):
+                if isinstance(dim, torch.SymInt) and isinstance(dim.node.expr, sympy.Symbol):
+                    symbol = dim.node.expr
+                    if symbol not in self.names:
+                        self.names[symbol] = f"s{len(self.names)}"
+                        self.where[self.names[symbol]] = f"{node.name} dim {axis}"
+                        bounds = program.range_constraints.get(symbol)
+                        low = int(bounds.lower) if bounds is not None and not _is_infinite(bounds.lower) else 0
+                        high = DEFAULT_MAX_DIM if bounds is None or _is_infinite(bounds.upper) else int(bounds.upper)
+                        self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
+
+    def describe(self) -> str:
+        """e.g. 's0 (x dim 0) in [1, 8]' for each symbol."""
+        return ", ".join(f"{name} ({self.where[name]}) in [{self.ranges[symbol]['min']}, {self.ranges[symbol]['max']}]"
+                         for symbol, name in self.names.items())
+
+    @property
+    def ranges_by_name(self) -> dict:
+        return {name: self.ranges[symbol] for symbol, name in self.names.items()}
+
+    def dim(self, size):
+        """An int, or the expression string of a symbolic size."""
+        if not isinstance(size, torch.SymInt):
+            return int(size)
+        expr = size.node.expr
+        if expr.is_Integer:
+            return int(expr)
+        for symbol in expr.free_symbols:
+            if symbol not in self.names:
+                raise UnsupportedGraphError(f"trtpack: size {expr} uses {symbol}, which is not an input size")
+        return to_expression(expr, self.names)
+
+    def symbols_of(self, dims) -> dict:
+        """{'s0': {'min','opt','max'}} for every symbol used in `dims`."""
+        by_name = {name: symbol for symbol, name in self.names.items()}
+        used = set()
+        for dim in dims:
+            if isinstance(dim, str):
+                used |= symbol_names(dim)
+        return {name: dict(self.ranges[by_name[name]]) for name in sorted(used)}
+
+    def evaluate(self, dim, which: str) -> int:
+        """The value of a dim with every symbol at its 'min', 'opt' or 'max'."""
+        if isinstance(dim, int):
+            return dim
+        from trtpack import record
+
+        values = {name: self.ranges[symbol][which] for symbol, name in self.names.items()}
+        return record.eval_dim(dim, values)
+
+
+def symbol_names(expression: str) -> set:
+    return set(re.findall(r"[a-z_][a-z0-9_]*", expression)) - {"max", "min"}
+
+
+def to_expression(expr, names) -> str:
+    """Writes a sympy size expression in the record grammar; anything outside it is unsupported."""
+    if expr.is_Integer:
+        value = int(expr)
+        return str(value) if value >= 0 else f"(0-{-value})"
+    if expr.is_Symbol:
+        return names[expr]
+    # Terms are ordered by their written text (not sympy's order, which follows the program's symbol names), so
+    # the same graph always gives the same record.
+    if isinstance(expr, sympy.Add):
+        positive, negative = [], []
+        for term in expr.args:
+            coefficient, _ = term.as_coeff_Mul()
+            if coefficient < 0:
+                negative.append(to_expression(-term, names))
+            else:
+                positive.append(to_expression(term, names))
+        text = "+".join(sorted(positive)) if positive else "0"
+        return "(" + text + "".join("-" + term for term in sorted(negative)) + ")"
+    if isinstance(expr, sympy.Mul):
+        return "(" + "*".join(sorted(to_expression(arg, names) for arg in expr.args)) + ")"
+    if isinstance(expr, sympy.Pow) and expr.exp.is_Integer and 1 <= int(expr.exp) <= 4:
+        return "(" + "*".join([to_expression(expr.base, names)] * int(expr.exp)) + ")"
+    if isinstance(expr, FloorDiv):
+        return f"({to_expression(expr.args[0], names)}//{to_expression(expr.args[1], names)})"
+    if isinstance(expr, (Mod, PythonMod, sympy.Mod)):
+        return f"({to_expression(expr.args[0], names)}%{to_expression(expr.args[1], names)})"
+    if isinstance(expr, (Max, Min, sympy.Max, sympy.Min)):
+        function = "max" if isinstance(expr, (Max, sympy.Max)) else "min"
+        args = sorted(to_expression(arg, names) for arg in expr.args)
+        text = args[0]
+        for arg in args[1:]:
+            text = f"{function}({text},{arg})"
+        return text
+    raise UnsupportedGraphError(
+        f"trtpack: the size expression {expr} ({type(expr).__name__}) cannot be written in the engine record; "
+        "this region stays in PyTorch")

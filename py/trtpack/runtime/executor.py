@@ -1,0 +1,204 @@
+"""The Python TensorRT executor: CUDA kernels of execute_engine and engine_usable when libtorchtrt_runtime.so was
+built without its C++ executor. Works with `tensorrt_rtx` and full `tensorrt` (the record's backend picks the
+module, imported on first use); deserializes once per plan and device; one context per stream; runs on torch's
+current stream; outputs are allocated by torch on the inputs' device.
+
+The device-specific pieces (current stream, compute capability, device guard, backend import) are constructor
+arguments, so the contract tests drive the same code with CPU tensors and a fake TensorRT module.
+"""
+import atexit
+import importlib
+import os
+import threading
+import warnings
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
+
+import torch
+
+from trtpack import record
+from trtpack.errors import FormatError, IncompatibleEngineError
+from trtpack.runtime import shapes
+from trtpack.runtime.trt_engine import LoadedEngine, run
+
+BACKEND_MODULES = ("tensorrt_rtx", "tensorrt")
+
+
+def default_cache_dir() -> str:
+    """Where TensorRT-RTX keeps JIT-compiled kernels between processes: $TRTPACK_CACHE_DIR, else ~/.cache/trtpack."""
+    base = os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
+    return os.path.join(base, "rtx_runtime_cache")
+
+
+def _cuda_stream(device: torch.device) -> Tuple[int, int]:
+    handle = torch.cuda.current_stream(device).cuda_stream
+    return handle, handle
+
+
+def _cuda_capability(device: torch.device) -> Tuple[int, int]:
+    return torch.cuda.get_device_capability(device)
+
+
+def _device_of(inputs: Sequence[torch.Tensor], plan: torch.Tensor) -> torch.device:
+    if not inputs:
+        return plan.device
+    device = inputs[0].device
+    for x in inputs:
+        if x.device != device:
+            raise ValueError(f"trtpack: engine inputs must all be on one device, got {device} and {x.device}; "
+                             "move them to the same CUDA device.")
+    return device
+
+
+class Executor:
+    def __init__(self, *,
+                 import_module: Callable = importlib.import_module,
+                 current_stream: Callable[[torch.device], Tuple[object, int]] = _cuda_stream,
+                 capability: Callable[[torch.device], Tuple[int, int]] = _cuda_capability,
+                 device_guard: Callable = torch.cuda.device,
+                 cache_dir: Optional[str] = None):
+        self._import_module = import_module
+        self._current_stream = current_stream
+        self._capability = capability
+        self._device_guard = device_guard
+        self._cache_dir = cache_dir
+        self._lock = threading.RLock()
+        self._modules: Dict[str, object] = {}
+        self._engines: Dict[tuple, LoadedEngine] = {}
+        self._verdicts: Dict[tuple, dict] = {}
+
+    # -- which TensorRT ------------------------------------------------------------------------------------------
+    def backend_module(self, backend: str):
+        """The TensorRT module of a backend, imported once; None when it is not installed."""
+        with self._lock:
+            if backend not in self._modules:
+                try:
+                    self._modules[backend] = self._import_module(backend)
+                except ImportError:
+                    self._modules[backend] = None
+            return self._modules[backend]
+
+    def machine(self, device: torch.device) -> dict:
+        """This machine as record.compatibility sees it, for engines running on `device`."""
+        backends = {name: module.__version__ for name in BACKEND_MODULES
+                    if (module := self.backend_module(name)) is not None}
+        if device.type != "cuda":
+            return {"cuda": False, "sm": None, "backends": backends}
+        major, minor = self._capability(device)
+        return {"cuda": True, "sm": f"sm{major}{minor}", "backends": backends}
+
+    # -- engines -------------------------------------------------------------------------------------------------
+    def _runtime_cache_path(self, spec: shapes.EngineSpec, device: torch.device) -> Optional[str]:
+        if spec.backend != "tensorrt_rtx":
+            return None
+        sm = self.machine(device)["sm"] or device.type
+        return os.path.join(self._cache_dir or default_cache_dir(), f"{spec.meta['plan_sha256']}-{sm}.bin")
+
+    def engine(self, plan: torch.Tensor, spec: shapes.EngineSpec, device: torch.device) -> LoadedEngine:
+        """The plan deserialized on `device`: once per plan and device, whatever the number of threads asking."""
+        key = (plan.data_ptr(), plan.numel(), spec.meta["plan_sha256"], str(device))
+        with self._lock:
+            loaded = self._engines.get(key)
+            if loaded is not None:
+                return loaded
+            trt = self.backend_module(spec.backend)
+            if trt is None:
+                verdict = record.compatibility(spec.meta, self.machine(device))
+                raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} cannot run: {verdict['reason']}")
+            record.check_plan(spec.meta, plan)
+            with self._device_guard(device):
+                loaded = LoadedEngine(trt, plan, spec.name, self._runtime_cache_path(spec, device))
+            self._engines[key] = loaded
+            return loaded
+
+    def save_runtime_caches(self):
+        with self._lock:
+            engines = list(self._engines.values())
+        for loaded in engines:
+            try:
+                loaded.save_runtime_cache()
+            except OSError as e:
+                warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {loaded.name!r}: {e}")
+
+    # -- the two kernels -----------------------------------------------------------------------------------------
+    def verdict(self, plan: torch.Tensor, meta: str, device: torch.device) -> dict:
+        """{"usable", "reason"} for this plan on `device`, computed once (then logged once if unusable)."""
+        key = (plan.data_ptr(), plan.numel(), meta, str(device))
+        with self._lock:
+            if key in self._verdicts:
+                return self._verdicts[key]
+        spec = shapes.engine_spec(meta)
+        verdict = record.compatibility(spec.meta, self.machine(device))
+        if verdict["usable"]:
+            try:
+                self.engine(plan, spec, device)
+            except (IncompatibleEngineError, FormatError) as e:
+                verdict = {"usable": False, "reason": str(e)}
+        with self._lock:
+            if key not in self._verdicts:
+                self._verdicts[key] = verdict
+                if not verdict["usable"]:
+                    warnings.warn(f"trtpack: engine {spec.name!r} cannot run on {device} (engine_usable is false, so a "
+                                  f"fallback program runs its PyTorch reference): {verdict['reason']}")
+            return self._verdicts[key]
+
+    def engine_usable(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> torch.Tensor:
+        usable = self.verdict(plan, meta, _device_of(inputs, plan))["usable"]
+        return torch.tensor(usable, dtype=torch.bool)  # on the CPU, like every engine_usable kernel
+
+    def execute_engine(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> List[torch.Tensor]:
+        spec = shapes.engine_spec(meta)
+        device = _device_of(inputs, plan)
+        expected = shapes.output_shapes(spec, inputs)  # also checks input count and ranks
+        for x, ts in zip(inputs, spec.inputs):
+            if x.dtype != ts.dtype:
+                raise ValueError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
+                                 f"{str(ts.dtype).replace('torch.', '')} but is {str(x.dtype).replace('torch.', '')}; "
+                                 "convert it (TensorRT-RTX networks are strongly typed).")
+        loaded = self.engine(plan, spec, device)
+        stream_key, stream_handle = self._current_stream(device)
+        context, context_lock = loaded.context(stream_key)
+        outputs_by_name = {ts.name: (ts, shape) for ts, shape in zip(spec.outputs, expected)}
+
+        def allocate(name, shape):
+            ts, meta_shape = outputs_by_name[name]
+            if list(shape) != [int(d) for d in meta_shape]:
+                raise FormatError(f"trtpack: engine {spec.name!r} output {name!r}: TensorRT computes shape "
+                                  f"{tuple(shape)} but the record says {tuple(meta_shape)}; the meta does not "
+                                  "describe this plan: rebuild the engine with trtpack.")
+            return torch.empty(shape, dtype=ts.dtype, device=device)
+
+        ranges = ", ".join(f"{k} in [{v['min']}, {v['max']}]" for k, v in spec.meta["symbols"].items()) or "static"
+        with self._device_guard(device), context_lock:
+            held = [x.contiguous() for x in inputs]  # alive until enqueued; the allocator orders reuse on the stream
+            outputs = run(context, [t.name for t in spec.inputs], held, [t.name for t in spec.outputs], allocate,
+                          stream_handle, spec.name, ranges)
+        try:
+            loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it even on a crash
+        except OSError as e:
+            warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {spec.name!r}: {e}")
+        return outputs
+
+
+_executor: Optional[Executor] = None
+_library: Optional[torch.library.Library] = None
+
+
+def register_cuda_kernels() -> bool:
+    """Registers the Python executor as the CUDA kernel of both ops, unless libtorchtrt_runtime.so has its own."""
+    global _executor, _library
+    if _library is not None or torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA"):
+        return False
+    _executor = Executor()
+    _library = torch.library.Library("trtpack", "IMPL")
+    _library.impl("execute_engine", _executor.execute_engine, "CUDA")
+    _library.impl("engine_usable", _executor.engine_usable, "CUDA")
+    atexit.register(_executor.save_runtime_caches)
+    return True
+
+
+def executor() -> Optional[Executor]:
+    """The registered Python executor, or None when the C++ library runs engines itself."""
+    return _executor
+
+
+__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels"]

@@ -1,0 +1,91 @@
+"""The only code that calls a TensorRT Python module (`tensorrt_rtx` or `tensorrt`): deserialize a plan, make
+execution contexts (sharing one TensorRT-RTX runtime cache), run one inference. Everything above it (caching,
+shapes, devices, streams) is plain Python in executor.py; tests/runtime/test_executor_contract.py checks the
+calls made here against a fake module, since no TensorRT engine can run on the machines we have."""
+import os
+import threading
+from typing import Optional, Sequence
+
+import torch
+
+from trtpack.errors import IncompatibleEngineError, TrtpackError
+
+
+class LoadedEngine:
+    """One plan deserialized on one device, plus one execution context per stream."""
+
+    def __init__(self, trt, plan: torch.Tensor, name: str, runtime_cache_path: Optional[str]):
+        self.name = name
+        self._trt = trt
+        self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
+        self.engine = self._runtime.deserialize_cuda_engine(plan.contiguous().numpy())
+        if self.engine is None:
+            raise IncompatibleEngineError(
+                f"trtpack: {trt.__name__} {trt.__version__} could not deserialize engine {name!r} (TensorRT's message "
+                "is above); rebuild the engine with this TensorRT version for this GPU.")
+        self._cache_path = runtime_cache_path
+        self._cache = None
+        self._cache_lock = threading.Lock()
+        self._cache_saved = False
+        self._contexts = {}
+        self._contexts_lock = threading.Lock()
+
+    def _runtime_config(self):
+        """A config sharing this engine's TensorRT-RTX runtime cache (JIT-compiled kernels), loaded from disk once."""
+        if not hasattr(self.engine, "create_runtime_config"):
+            return None
+        config = self.engine.create_runtime_config()
+        if self._cache_path is None or not hasattr(config, "create_runtime_cache"):
+            return config
+        if self._cache is None:
+            self._cache = config.create_runtime_cache()
+            if os.path.isfile(self._cache_path):
+                with open(self._cache_path, "rb") as f:
+                    self._cache.deserialize(f.read())
+        config.set_runtime_cache(self._cache)
+        return config
+
+    def context(self, stream_key):
+        """The execution context of `stream_key` with the lock that makes one run (shapes, addresses, enqueue) atomic."""
+        with self._contexts_lock:
+            if stream_key not in self._contexts:
+                config = self._runtime_config()
+                context = (self.engine.create_execution_context(config) if config is not None
+                           else self.engine.create_execution_context())
+                if context is None:
+                    raise TrtpackError(f"trtpack: TensorRT could not create an execution context for engine "
+                                       f"{self.name!r} (out of GPU memory?).")
+                self._contexts[stream_key] = (context, threading.Lock())
+            return self._contexts[stream_key]
+
+    def save_runtime_cache(self, *, first_time_only=False):
+        """Writes the kernels TensorRT-RTX compiled so far where the next process finds them (atomic replace)."""
+        with self._cache_lock:
+            if self._cache is None or self._cache_path is None or (first_time_only and self._cache_saved):
+                return
+            self._cache_saved = True
+            data = bytes(memoryview(self._cache.serialize()))
+            os.makedirs(os.path.dirname(self._cache_path), exist_ok=True)
+            tmp = f"{self._cache_path}.{os.getpid()}.{threading.get_ident()}.tmp"
+            with open(tmp, "wb") as f:
+                f.write(data)
+            os.replace(tmp, self._cache_path)
+
+
+def run(context, input_names: Sequence[str], inputs: Sequence[torch.Tensor], output_names: Sequence[str],
+        allocate, stream_handle: int, engine_name: str, ranges: str):
+    """Sets input shapes and addresses, allocates outputs with `allocate(name, shape)`, enqueues on the stream."""
+    for name, x in zip(input_names, inputs):
+        if not context.set_input_shape(name, tuple(x.shape)):
+            raise IncompatibleEngineError(
+                f"trtpack: engine {engine_name!r} input {name!r} has shape {tuple(x.shape)}, outside what it was built "
+                f"for ({ranges}); rebuild with wider dynamic_shapes or pass an input in range.")
+        context.set_tensor_address(name, x.data_ptr())
+    outputs = []
+    for name in output_names:
+        out = allocate(name, tuple(context.get_tensor_shape(name)))
+        context.set_tensor_address(name, out.data_ptr())
+        outputs.append(out)
+    if not context.execute_async_v3(stream_handle):
+        raise TrtpackError(f"trtpack: TensorRT failed to run engine {engine_name!r}; see TensorRT's message above.")
+    return outputs

@@ -1,0 +1,85 @@
+"""The lowered program: plan as a raw uint8 buffer, meta as a str literal, re-exportable, and what happens where an
+engine cannot run (fallback=False raises IncompatibleEngineError; fallback=True runs the PyTorch ops)."""
+import hashlib
+
+import pytest
+import torch
+
+import models
+import trtpack
+from trtpack import record
+
+BATCH = torch.export.Dim("batch", min=1, max=32)
+
+
+@pytest.fixture(scope="module")
+def mlp():
+    return models.eval_model(models.MLP)
+
+
+@pytest.fixture(scope="module")
+def engine_only(mlp):
+    return trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"])
+
+
+def test_without_fallback_the_graph_is_only_the_engine(engine_only):
+    calls = [n for n in engine_only.graph.nodes if n.op == "call_function"]
+    assert torch.ops.trtpack.execute_engine.default in [n.target for n in calls]
+    assert torch.ops.higher_order.cond not in [n.target for n in calls]
+    assert not any(n.target == torch.ops.aten.addmm.default for n in calls)
+    # The weights live in the plan: the module holds nothing but the plan buffer.
+    assert list(engine_only.state_dict()) == ["trt_region_0.plan"]
+
+
+def test_plan_is_raw_bytes_and_meta_a_canonical_str(engine_only):
+    call = next(n for n in engine_only.graph.nodes if n.target == torch.ops.trtpack.execute_engine.default)
+    plan = engine_only.get_buffer(call.args[1].target)
+    meta = call.args[2]
+    assert isinstance(meta, str) and record.encode_meta(record.decode_meta(meta)) == meta
+    decoded = record.decode_meta(meta)
+    assert decoded["plan_sha256"] == hashlib.sha256(plan.numpy().tobytes()).hexdigest()
+    assert decoded["inputs"][0]["shape"] == ["s0", 16] and decoded["outputs"][0]["shape"] == ["s0", 4]
+    assert decoded["symbols"] == {"s0": {"min": 1, "opt": 4, "max": 32}}
+
+
+def test_running_without_fallback_where_engines_cannot_run_raises(engine_only):
+    with pytest.raises(trtpack.IncompatibleEngineError, match="fallback=True"):
+        engine_only(torch.randn(4, 16))
+
+
+def test_compile_is_deterministic(mlp, engine_only):
+    again = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"])
+    meta = [n.args[2] for g in (engine_only, again) for n in g.graph.nodes
+            if n.target == torch.ops.trtpack.execute_engine.default]
+    assert meta[0] == meta[1]
+
+
+def test_fallback_program_reexports_and_round_trips_through_save_load(mlp, tmp_path):
+    module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"], fallback=True)
+    program = torch.export.export(module, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},))
+    torch.export.save(program, tmp_path / "mlp.pt2")
+    loaded = torch.export.load(tmp_path / "mlp.pt2").module()
+    x = torch.randn(7, 16)
+    torch.testing.assert_close(loaded(x), mlp(x), atol=1e-5, rtol=1e-5)
+
+
+def test_compile_accepts_an_exported_program_and_keeps_its_dynamic_dims(mlp):
+    program = torch.export.export(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},))
+    module = trtpack.compile(program, (torch.randn(4, 16),), targets=["sm86"], fallback=True)
+    x = torch.randn(9, 16)
+    torch.testing.assert_close(module(x), mlp(x), atol=1e-5, rtol=1e-5)
+
+
+def test_kwarg_inputs_are_supported():
+    class Scaled(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = models.eval_model(models.MLP)
+
+        def forward(self, x, *, scale):
+            return self.mlp(x) * scale
+
+    model = Scaled().eval()
+    x, scale = torch.randn(4, 16), torch.rand(4, 4)
+    module = trtpack.compile(model, (x,), kwarg_inputs={"scale": scale}, targets=["sm86"], fallback=True)
+    torch.testing.assert_close(module(x, scale=scale), model(x, scale=scale), atol=1e-5, rtol=1e-5)
