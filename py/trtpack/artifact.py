@@ -106,6 +106,7 @@ def atomic_path(path: str, suffix: str = ""):
     folder = os.path.dirname(os.path.abspath(path))
     prefix = f".{os.path.basename(path)}.{os.getpid()}."
     fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
+    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved program gets the usual permissions
     os.close(fd)
     try:
         yield tmp
@@ -117,6 +118,14 @@ def atomic_path(path: str, suffix: str = ""):
             os.remove(tmp)
         raise
     _remove_orphans(folder, os.path.basename(path))
+
+
+def _umask() -> int:
+    try:
+        with open("/proc/self/status") as f:  # read, not set: os.umask() would race with other threads
+            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError, IndexError):
+        return 0o022
 
 
 def _remove_orphans(folder: str, name: str) -> None:
