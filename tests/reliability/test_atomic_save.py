@@ -63,7 +63,7 @@ def kill_a_saver(folder, rng):
     return [tuple(fields[1:]) for fields in map(str.split, lines) if len(fields) == 3 and fields[0] == "replacing"]
 
 
-def test_sigkill_mid_save_leaves_the_previous_file_intact_and_no_temporary_after_the_next_save(tmp_path):
+def test_sigkill_mid_save_leaves_the_previous_file_intact_and_no_temporary_after_the_next_save(tmp_path, capsys):
     folder = str(tmp_path)
     program = programs.exported(BODY)
     trtpack.save(program, os.path.join(folder, "program.ep"))
@@ -81,7 +81,8 @@ def test_sigkill_mid_save_leaves_the_previous_file_intact_and_no_temporary_after
         check_loads(folder)
         orphans_seen += bool(temporaries(folder))
         previous = now
-    print(f"{KILLS} kills; {orphans_seen} left a half-written temporary behind")
+    with capsys.disabled():
+        print(f"\n{KILLS} kills; {orphans_seen} left a half-written temporary behind")
     assert orphans_seen > 0, "no kill landed mid-save; the test proved nothing (raise BODY or the delay range)"
 
     trtpack.save(program, os.path.join(folder, "program.ep"))

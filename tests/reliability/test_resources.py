@@ -34,13 +34,14 @@ def folder(tmp_path_factory):
 
 
 @pytest.mark.parametrize("name", sorted(BOUNDS))
-def test_peak_rss_of_loading_a_1_gib_plan(folder, name):
+def test_peak_rss_of_loading_a_1_gib_plan(folder, name, capsys):
     path = os.path.join(folder, name)
     assert os.path.getsize(path) >= PLAN
     result = json.loads(probe("load", path).strip().splitlines()[-1])
     mib = {k: round(v / (1 << 20)) for k, v in result.items() if k != "load_seconds"}
-    print(f"{name}: plan {PLAN >> 20} MiB, peak RSS {mib['peak']} MiB (before load {mib['peak_before_load']} MiB, "
-          f"after load {mib['rss_after_load']} MiB), load {result['load_seconds']:.2f} s")
+    with capsys.disabled():
+        print(f"\n{name}: plan {PLAN >> 20} MiB, peak RSS {mib['peak']} MiB (before load {mib['peak_before_load']} MiB, "
+              f"after load {mib['rss_after_load']} MiB), load {result['load_seconds']:.2f} s")
     assert result["peak"] < BOUNDS[name] * PLAN, f"{name}: peak RSS {mib['peak']} MiB over {BOUNDS[name]}x the plan"
     growth = result["peak"] - result["peak_before_load"]
     assert growth < GROWTH[name] * PLAN, f"{name}: loading grew peak RSS by {growth >> 20} MiB"
