@@ -157,6 +157,9 @@ def load(path, *, device=None):
     if kind == "engine":
         return load_engine(path)
     if kind == "aot_inductor":
+        if path.lower().endswith(".ep"):  # an .ep never runs native code; a .pt2 does by design (docs/SECURITY.md)
+            raise FormatError(f"trtpack: {path!r} is named .ep but holds an AOTInductor package, whose compiled "
+                              "library would run on load. Rename it .pt2 if you built it and trust it.")
         from trtpack import aoti
         return aoti.load(path, device=device)
     archive_guard.check(path)
