@@ -132,6 +132,12 @@ def _(valid, tmp, marker):
     return edited(valid, tmp, lambda n, d: [(n, d), ("evil.py", b"print(1)")] if n == "archive_format" else [(n, d)])
 
 
+@case("ep_with_aoti_library", "an .ep holding data/aotinductor/ (a compiled library AOTInductor would dlopen)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [(n, d), ("data/aotinductor/model/evil.so", b"\x7fELF")]
+                  if n == "archive_format" else [(n, d)])
+
+
 @case("ep_legacy_layout", "a torch 2.7-style archive (entries at the zip root, serialized_*.pt pickles)")
 def _(valid, tmp, marker):
     path = str(tmp / "bad.ep")
@@ -271,7 +277,8 @@ def outcome(path, tmp):
 
 def documented_rows():
     with open(DOC, encoding="utf-8") as f:
-        rows = [line.split("|")[1:-1] for line in f if line.startswith("| `")]
+        rows = [cells for cells in (line.split("|")[1:-1] for line in f if line.startswith("| `"))
+                if len(cells) == 4 and cells[2].strip().endswith("Error`")]
     return {cells[0].strip().strip("`"): (cells[2].strip().strip("`"), cells[3].strip().strip("`").replace("\\|", "|"))
             for cells in rows}
 
