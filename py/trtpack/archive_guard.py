@@ -10,6 +10,7 @@ import json
 import os
 import re
 import zipfile
+import zlib
 
 from trtpack.errors import FormatError
 
@@ -51,7 +52,7 @@ def check(path: str) -> None:
                 if name.startswith("models/") and name.endswith(".json"):
                     _check_expressions(path, _json(path, z, info))
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, RuntimeError,
-            ValueError) as e:
+            ValueError, zlib.error) as e:
         if isinstance(e, FormatError):
             raise
         raise _refuse(path, f"its zip structure is damaged ({type(e).__name__}: {str(e)[:200]})") from e
