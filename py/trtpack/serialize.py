@@ -2,6 +2,7 @@
 import os
 import warnings
 import zipfile
+import zlib
 
 import torch
 
@@ -231,7 +232,14 @@ def inspect(path) -> dict:
             if not entry:
                 raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
                                   "it was not written by trtpack.save")
-            pairs = artifact.read_manifest(z.read(entry[0]).decode())
+            if z.getinfo(entry[0]).file_size > MAX_SIDECAR_BYTES:
+                raise FormatError(f"trtpack: {path!r}: {artifact.MANIFEST} is too large to be trtpack's manifest")
+            try:
+                text = z.read(entry[0]).decode("utf-8")
+            except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:  # CRC, bad UTF-8...
+                raise FormatError(f"trtpack: {path!r}: cannot read {artifact.MANIFEST} ({type(e).__name__}: "
+                                  f"{str(e)[:200]}); re-save the program with trtpack.save") from e
+            pairs = artifact.read_manifest(text)
     else:
         loaded = load_quiet(path)
         program = loaded.program
