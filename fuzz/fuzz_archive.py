@@ -20,6 +20,7 @@ from fuzz import programs
 
 WORK = tempfile.mkdtemp(prefix="trtpack_fuzz_archive_")
 TARGET = os.path.join(WORK, "program.ep")
+TARGET_PT2 = os.path.join(WORK, "program.pt2")
 
 
 def _base() -> bytes:
@@ -41,6 +42,9 @@ def test_one_input(data: bytes) -> None:
         f.write(archive)
     trtpack_or_error(trtpack.load, TARGET)
     trtpack_or_error(trtpack.inspect, TARGET)
+    if b"data/aotinductor/" in archive:  # read as an AOTInductor package: inspect only (load would dlopen it)
+        os.replace(TARGET, TARGET_PT2)
+        trtpack_or_error(trtpack.inspect, TARGET_PT2)
 
 
 if __name__ == "__main__":

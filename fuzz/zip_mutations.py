@@ -49,7 +49,8 @@ def mutate(base: bytes, data: bytes) -> bytes:
         elif op == 1:
             items.insert(fdp.ConsumeIntInRange(0, len(items)), (name, fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 64))))
         elif op == 2:
-            other = items[fdp.ConsumeIntInRange(0, len(items) - 1)][0]
+            other = fdp.PickValueInList([items[fdp.ConsumeIntInRange(0, len(items) - 1)][0],
+                                         items[0][0].split("/", 1)[0] + "/data/aotinductor/model/model.so"])
             items[i] = (other if fdp.ConsumeBool() else (fdp.ConsumeUnicodeNoSurrogates(24).split("\0")[0] or "x"), content)
         elif op == 3:
             items[i] = (name, fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 256)))
