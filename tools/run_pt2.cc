@@ -74,6 +74,7 @@ int run(const Options& o) {
 
   std::vector<at::Tensor> outputs;
   for (int i = 0; i < o.warmup; ++i) outputs = loader->run(inputs);
+  synchronize(device);
   std::vector<double> times;
   for (int i = 0; i < o.iterations; ++i) {
     const auto start = Clock::now();

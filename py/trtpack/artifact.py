@@ -2,6 +2,7 @@
 import contextlib
 import json
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass
 
@@ -100,42 +101,33 @@ def read_manifest(text: str) -> list:
 def atomic_path(path: str, suffix: str = ""):
     """Yields a temporary path beside `path`; renames it over `path` only if the block finishes.
 
-    A crash at any point leaves the previous file intact; the temporary is removed on error, and temporaries
-    left by killed savers (named with their process id) are removed after the next successful save.
+    The temporary lives in a private folder next to the target (same filesystem, so the rename is atomic) and
+    keeps the target's name (torch names an archive's root folder after the file). A crash at any point leaves
+    the previous file intact; the temporary is removed on error.
     """
-    folder = os.path.dirname(os.path.abspath(path))
-    prefix = f".{os.path.basename(path)}.{os.getpid()}."
-    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=".tmp" + suffix, dir=folder)
-    os.fchmod(fd, 0o666 & ~_umask())  # mkstemp makes 0600 files; a saved program gets the usual permissions
-    os.close(fd)
+    path = os.path.abspath(path)
+    _remove_stale_temporaries(path)
+    folder = tempfile.mkdtemp(prefix=f".{os.path.basename(path)}.{os.getpid()}.", suffix=".tmp",
+                              dir=os.path.dirname(path))
+    tmp = os.path.join(folder, os.path.splitext(os.path.basename(path))[0] + (suffix or os.path.splitext(path)[1]))
     try:
         yield tmp
         with open(tmp, "rb+") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(tmp)
-        raise
-    _remove_orphans(folder, os.path.basename(path))
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
 
 
-def _umask() -> int:
-    try:
-        with open("/proc/self/status") as f:  # read, not set: os.umask() would race with other threads
-            return next(int(line.split()[1], 8) for line in f if line.startswith("Umask:"))
-    except (OSError, StopIteration, ValueError, IndexError):
-        return 0o022
-
-
-def _remove_orphans(folder: str, name: str) -> None:
-    """Removes `.NAME.PID.*.tmp*` files whose saving process no longer exists (it was killed mid-save)."""
-    for entry in os.listdir(folder):
-        parts = entry[len(name) + 2:].split(".", 1) if entry.startswith(f".{name}.") else []
-        if len(parts) != 2 or not parts[0].isdigit() or ".tmp" not in parts[1] or _alive(int(parts[0])):
+def _remove_stale_temporaries(path: str) -> None:
+    """Removes temporaries that saves of `path` killed mid-write left behind (their process is gone)."""
+    prefix = f".{os.path.basename(path)}."
+    for entry in os.listdir(os.path.dirname(path)):
+        if not (entry.startswith(prefix) and entry.endswith(".tmp")):
             continue
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(os.path.join(folder, entry))
+        pid = entry[len(prefix):].split(".", 1)[0]
+        if pid.isdigit() and not _alive(int(pid)):
+            shutil.rmtree(os.path.join(os.path.dirname(path), entry), ignore_errors=True)
 
 
 def _alive(pid: int) -> bool:
@@ -143,6 +135,6 @@ def _alive(pid: int) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:  # exists, owned by someone else
+    except PermissionError:
         return True
     return True

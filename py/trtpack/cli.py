@@ -10,8 +10,10 @@ Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreada
 3 unsupported graph; 4 verification or round-trip mismatch; 5 engine cannot run here.
 """
 import json
+import logging
 import os
 import sys
+import warnings
 
 from absl import app, flags
 
@@ -110,7 +112,17 @@ def format_inspect(info: dict) -> str:
     return "\n".join(lines)
 
 
+def _quiet_libraries() -> None:
+    # The ONNX exporter and torch log their internals at INFO/WARNING; the user wants trtpack's summary.
+    logging.getLogger().setLevel(logging.WARNING)
+    for name in ("torch", "torch.onnx", "onnxscript", "onnx_ir"):
+        logging.getLogger(name).setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+
 def _absl_main(argv):
+    _quiet_libraries()
     sys.exit(main_with_args(argv))
 
 

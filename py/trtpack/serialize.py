@@ -162,11 +162,16 @@ def load(path, *, device=None):
             raise FormatError(f"trtpack: {path!r} is named .ep but holds an AOTInductor package, whose compiled "
                               "library would run on load. Rename it .pt2 if you built it and trust it.")
         from trtpack import aoti
+        metas = _manifest_engines(path)
+        found = [artifact.Engine(record.decode_meta(meta)["name"], meta, None, fallback) for meta, fallback in metas]
+        _warn_version_skew(found)
+        _warn_unusable(found, device)
         return aoti.load(path, device=device)
     archive_guard.check(path)
     extra = {artifact.MANIFEST: ""}
     try:
-        program = torch.export.load(path, extra_files=extra)
+        with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
+            program = torch.export.load(f, extra_files=extra)
         found = artifact.validate(program)
     except TrtpackError:
         raise
@@ -218,8 +223,25 @@ def load_engine(path: str) -> EngineCall:
     return EngineCall(meta, plan)
 
 
-def inspect(path) -> dict:
-    """Describes an artifact without a GPU: format, graph I/O, every engine and whether it can run here."""
+def _manifest_engines(path: str) -> list:
+    with zipfile.ZipFile(path) as z:
+        entry = [n for n in z.namelist() if n.endswith("/extra/" + artifact.MANIFEST)]
+        if not entry:
+            raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
+                              "it was not written by trtpack.save. Re-save it with trtpack.save(module, 'x.pt2').")
+        if z.getinfo(entry[0]).file_size > MAX_SIDECAR_BYTES:
+            raise FormatError(f"trtpack: {path!r}: {artifact.MANIFEST} is too large to be trtpack's manifest")
+        try:
+            text = z.read(entry[0]).decode("utf-8")
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:  # CRC, bad UTF-8...
+            raise FormatError(f"trtpack: {path!r}: cannot read {artifact.MANIFEST} ({type(e).__name__}: "
+                              f"{str(e)[:200]}); re-save the program with trtpack.save") from e
+        return artifact.read_manifest(text)
+
+
+def inspect(path, *, device=None) -> dict:
+    """Describes an artifact without a GPU: format, graph I/O, every engine and whether it can run here
+    (on `device`, default the current CUDA device if any)."""
     path = os.fspath(path)
     kind = _kind(path)
     info = {"path": path, "format": kind, "size": os.path.getsize(path), "trtpack_version": None}
@@ -227,19 +249,7 @@ def inspect(path) -> dict:
         found = [load_engine(path)]
         pairs = [(e.meta, False) for e in found]
     elif kind == "aot_inductor":
-        with zipfile.ZipFile(path) as z:
-            entry = [n for n in z.namelist() if n.endswith("/" + artifact.MANIFEST)]
-            if not entry:
-                raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
-                                  "it was not written by trtpack.save")
-            if z.getinfo(entry[0]).file_size > MAX_SIDECAR_BYTES:
-                raise FormatError(f"trtpack: {path!r}: {artifact.MANIFEST} is too large to be trtpack's manifest")
-            try:
-                text = z.read(entry[0]).decode("utf-8")
-            except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:  # CRC, bad UTF-8...
-                raise FormatError(f"trtpack: {path!r}: cannot read {artifact.MANIFEST} ({type(e).__name__}: "
-                                  f"{str(e)[:200]}); re-save the program with trtpack.save") from e
-            pairs = artifact.read_manifest(text)
+        pairs = _manifest_engines(path)
     else:
         loaded = load_quiet(path)
         program = loaded.program
@@ -247,7 +257,7 @@ def inspect(path) -> dict:
         info["outputs"] = [str(s.arg) for s in program.graph_signature.output_specs if s.kind.name == "USER_OUTPUT"]
         info["symbols"] = {str(sym): [_bound(r.lower), _bound(r.upper)] for sym, r in program.range_constraints.items()}
         pairs = [(e.meta, e.fallback) for e in loaded.engines]
-    machine = _machine(None)
+    machine = _machine(device)
     info["engines"] = []
     for meta, fallback in pairs:
         rec = record.decode_meta(meta)

@@ -8,6 +8,7 @@ we have); the point is that the ops reach libtorchtrt_runtime's C++ kernels thro
 import hashlib
 import json
 import os
+import struct
 import sys
 import zipfile
 
@@ -22,14 +23,25 @@ from trtpack import aoti, record
 sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
 from pt2_helpers import binary, run, run_pt2, timed  # noqa: E402
 
-FAKE_PLAN = b"vtrt" + bytes(range(60)) + b"fake plan body: never executed"
+TARGETS = ["sm80", "sm86", "sm89", "sm120", "sm121"]
+
+
+def fake_rtx_plan(body=b"fake plan body: never executed"):
+    """A TensorRT-RTX plan header (layout in docs/FORMAT.md) that agrees with the record, then filler bytes."""
+    mask = sum(record.TARGET_BITS[t] for t in TARGETS)
+    header = b"vtrt" + bytes(12) + struct.pack("<Q", 64 + len(body)) + bytes((1, 7, 1, 116)) + bytes(4)
+    header += struct.pack("<Q", mask)
+    return header + bytes(64 - len(header)) + body
+
+
+FAKE_PLAN = fake_rtx_plan()
 
 
 def engine_record(features_in, features_out):
     meta = {
         "format": "trtpack.engine", "format_version": list(record.FORMAT_VERSION),
         "name": "trt_region_0", "backend": "tensorrt_rtx", "backend_version": "1.7.1.116",
-        "targets": ["sm80", "sm86", "sm89", "sm120", "sm121"],
+        "targets": TARGETS,
         "trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
         "plan_size": len(FAKE_PLAN), "plan_sha256": hashlib.sha256(FAKE_PLAN).hexdigest(),
         "inputs": [{"name": "x", "dtype": "float32", "shape": ["s0", features_in]}],
@@ -37,6 +49,7 @@ def engine_record(features_in, features_out):
         "symbols": {"s0": {"min": 1, "opt": 4, "max": 32}},
         "build": {"onnx_opset": 18},
     }
+    record.check_plan(meta, FAKE_PLAN, verify_hash=True)
     return torch.frombuffer(bytearray(FAKE_PLAN), dtype=torch.uint8), record.encode_meta(meta)
 
 
@@ -124,6 +137,6 @@ def test_without_fallback_run_pt2_reports_the_cpu_kernel_error(tmp_path):
     save_file({"input_0": torch.randn(3, 6)}, str(in_path))
     proc = run([binary("tools/run_pt2"), str(path), "--inputs", str(in_path)])
     assert proc.returncode == 1
-    assert "TensorRT engines run only on CUDA devices" in proc.stderr, proc.stderr
-    with pytest.raises(RuntimeError, match="TensorRT engines run only on CUDA devices"):
+    assert "TensorRT engine 'trt_region_0' runs only on CUDA devices" in proc.stderr, proc.stderr
+    with pytest.raises(RuntimeError, match="trt_region_0.* runs only on CUDA devices"):
         aoti.load(path)(torch.randn(3, 6))

@@ -115,7 +115,7 @@ def test_a_shape_outside_the_profile_says_the_built_ranges(tmp_path):
 
 
 def test_wrong_dtype_and_failed_enqueue_are_clear_errors(tmp_path):
-    with pytest.raises(ValueError, match="input 'x' must be float32 but is float16"):
+    with pytest.raises(trtpack.IncompatibleEngineError, match="input .x. must be float32 but is float16"):
         make_executor(tmp_path, FakeTensorRT()).execute_engine([torch.randn(2, 3).half()], PLAN, META)
     with pytest.raises(trtpack.TrtpackError, match="TensorRT failed to run engine 'trt_region_0'"):
         make_executor(tmp_path, FakeTensorRT(fail_execute=True)).execute_engine([torch.randn(2, 3)], PLAN, META)
@@ -244,3 +244,9 @@ def test_engine_usable_kernel_answers_a_cpu_bool_once_and_warns_once(tmp_path):
         warnings.simplefilter("error")
         assert not ex.engine_usable([torch.randn(4, 3)], PLAN, META).item()
     assert trt.calls == []  # never deserialized without a CUDA device
+
+
+def test_inputs_on_two_devices_are_refused(tmp_path):
+    ex = make_executor(tmp_path, FakeTensorRT())
+    with pytest.raises(trtpack.IncompatibleEngineError, match="inputs must all be on one device, got cpu and meta"):
+        ex.engine_usable([torch.randn(2, 3), torch.empty(2, 3, device="meta")], PLAN, META)

@@ -131,3 +131,11 @@ def test_fallback_program_exports_round_trips_and_runs_the_reference_on_cpu():
     x = torch.randn(7, 3)
     assert torch.ops.trtpack.engine_usable([x], plan, meta).item() is False
     torch.testing.assert_close(loaded(x), x @ model.weight)
+
+
+def test_an_output_symbol_no_input_dim_names_alone_is_a_format_error():
+    plan, meta = make_record(inputs=[("x", "float32", ["2*n", 3])], outputs=[("y", "float32", ["n", 3])],
+                             symbols={"n": (1, 2, 8)})
+    with torch._subclasses.FakeTensorMode(allow_non_fake_inputs=True):
+        with pytest.raises(trtpack.FormatError, match="output shape uses symbol 'n', which no input dim names"):
+            torch.ops.trtpack.execute_engine([torch.empty(4, 3)], plan, meta)

@@ -44,7 +44,7 @@ def _device_of(inputs: Sequence[torch.Tensor], plan: torch.Tensor) -> torch.devi
     device = inputs[0].device
     for x in inputs:
         if x.device != device:
-            raise ValueError(f"trtpack: engine inputs must all be on one device, got {device} and {x.device}; "
+            raise IncompatibleEngineError(f"trtpack: engine inputs must all be on one device, got {device} and {x.device}; "
                              "move them to the same CUDA device.")
     return device
 
@@ -151,7 +151,7 @@ class Executor:
         expected = shapes.output_shapes(spec, inputs)  # also checks input count and ranks
         for x, ts in zip(inputs, spec.inputs):
             if x.dtype != ts.dtype:
-                raise ValueError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
+                raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
                                  f"{str(ts.dtype).replace('torch.', '')} but is {str(x.dtype).replace('torch.', '')}; "
                                  "convert it (TensorRT-RTX networks are strongly typed).")
         loaded = self.engine(plan, spec, device)

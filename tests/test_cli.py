@@ -1,0 +1,107 @@
+"""The CLI as a user meets it, on a small model: export (every format, fresh-process round trip), inspect --json
+(validated against docs/inspect.schema.json), run, extract."""
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jsonschema
+import pytest
+
+from trtpack import cli
+
+MODEL = """
+import torch
+
+def model():
+    torch.manual_seed(0)
+    return torch.nn.Sequential(torch.nn.Linear(16, 32), torch.nn.GELU(), torch.nn.Linear(32, 32), torch.nn.LayerNorm(32),
+                               torch.nn.ReLU(), torch.nn.Linear(32, 8)).eval()
+
+def example_inputs():
+    return (torch.randn(4, 16),)
+
+def dynamic_shapes():
+    return ({0: torch.export.Dim("batch", min=1, max=32)},)
+"""
+
+
+def run_cli(*args):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.run([sys.executable, "-m", "trtpack.cli", *args], capture_output=True, text=True, env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("cli")
+    (folder / "tiny.py").write_text(textwrap.dedent(MODEL))
+    out = folder / "out"
+    code, stdout, stderr = run_cli("export", str(folder / "tiny.py"), "--out", str(out), "--targets", "sm86")
+    assert code == cli.EXIT_OK, stdout + stderr
+    return out, stdout
+
+
+@pytest.fixture(scope="module")
+def schema():
+    with open(os.path.join("docs", "inspect.schema.json")) as f:
+        return json.load(f)
+
+
+def test_export_writes_every_format_and_checks_each_in_a_fresh_process(exported):
+    out, stdout = exported
+    for suffix in (".ep", ".pt2", ".engine", ".engine.json"):
+        assert (out / f"tiny{suffix}").is_file(), suffix
+    assert "engines: 1" in stdout and "targets sm86" in stdout
+    assert stdout.count("OK via pytorch fallback") == 2, stdout  # .ep and .pt2, run here through the fallback
+    assert "not runnable here" in stdout  # the stand-alone .engine: no TensorRT-capable GPU here
+    assert "compiled in" in stdout and "onnx" in stdout and "build" in stdout
+
+
+@pytest.mark.parametrize("suffix", [".ep", ".engine", ".pt2"])
+def test_inspect_json_follows_the_schema(exported, schema, suffix):
+    out, _ = exported
+    code, stdout, stderr = run_cli("inspect", str(out / f"tiny{suffix}"), "--json")
+    assert code == cli.EXIT_OK, stderr
+    info = json.loads(stdout)
+    jsonschema.validate(info, schema)
+    assert info["engines"][0]["targets"] == ["sm86"]
+    assert not info["engines"][0]["usable_here"] and "no CUDA device" in info["engines"][0]["reason"]
+
+
+def test_inspect_text_says_whether_it_runs_here(exported):
+    out, _ = exported
+    code, stdout, _ = run_cli("inspect", str(out / "tiny.ep"))
+    assert code == cli.EXIT_OK
+    assert "fallback yes" in stdout and "runs on this machine: yes" in stdout
+
+
+def test_run_reports_latency_and_the_path_that_ran(exported):
+    out, _ = exported
+    code, stdout, stderr = run_cli("run", str(out / "tiny.ep"), "--inputs", str(out / "tiny.check.safetensors"),
+                                   "--iterations", "5")
+    assert code == cli.EXIT_OK, stderr
+    assert "5 iterations via pytorch fallback" in stdout and "p50" in stdout and "p99" in stdout
+
+
+def test_run_of_an_engine_that_cannot_run_here_exits_with_the_reason(exported):
+    out, _ = exported
+    code, _, stderr = run_cli("run", str(out / "tiny.engine"), "--iterations", "1")
+    assert code == cli.EXIT_INCOMPATIBLE, stderr
+    assert "CUDA" in stderr
+
+
+def test_extract_writes_the_plan_and_its_sidecar(exported, tmp_path):
+    out, _ = exported
+    target = tmp_path / "one.engine"
+    code, stdout, stderr = run_cli("extract", str(out / "tiny.ep"), "--engine", "trt_region_0", "-o", str(target))
+    assert code == cli.EXIT_OK, stderr
+    assert target.read_bytes() == (out / "tiny.engine").read_bytes()
+    assert (tmp_path / "one.engine.json").read_text() == (out / "tiny.engine.json").read_text()
+
+
+def test_extract_of_an_unknown_engine_lists_the_ones_there(exported, tmp_path):
+    out, _ = exported
+    code, _, stderr = run_cli("extract", str(out / "tiny.ep"), "--engine", "nope", "-o", str(tmp_path / "x.engine"))
+    assert code == cli.EXIT_ERROR and "has no engine 'nope'; it has: trt_region_0" in stderr
