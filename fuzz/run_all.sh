@@ -10,7 +10,8 @@ cd "$(dirname "$0")/.."
 SECONDS_PER_TARGET="${1:-60}"
 OUT="${FUZZ_OUT:-/tmp/trtpack-fuzz}"
 PYTHON="${PYTHON:-${TRTPACK_VENV:-.venv}/bin/python}"
-mkdir -p "$OUT"
+mkdir -p "$OUT/tmp"
+export TMPDIR="$OUT/tmp"  # the harnesses' scratch files
 status=0
 
 report() {  # target log

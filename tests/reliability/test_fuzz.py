@@ -20,7 +20,7 @@ BUDGET = int(os.environ.get("TRTPACK_FUZZ_SECONDS", "60"))
 def run_harness(target: str, seconds: int, work: str) -> subprocess.CompletedProcess:
     corpus = os.path.join(work, "corpus")
     shutil.copytree(os.path.join(FUZZ, "corpus", target), corpus)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [REPO, *sys.path] if p)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [REPO, *sys.path] if p), "TMPDIR": work}
     args = [sys.executable, os.path.join(FUZZ, f"fuzz_{target}.py"), corpus, f"-max_total_time={seconds}",
             "-timeout=30", "-rss_limit_mb=4096", f"-artifact_prefix={work}/", "-print_final_stats=1"]
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=seconds + 240)
