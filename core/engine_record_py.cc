@@ -38,6 +38,12 @@ py::dict header_dict(const PlanHeader& h) {
   return d;
 }
 
+// Messages and field names quote the input, possibly cut mid-character: decode leniently, never raise on them.
+py::object lenient_str(std::string_view text) {
+  return py::reinterpret_steal<py::object>(
+      PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_trtpack_core, m) {
@@ -59,8 +65,8 @@ PYBIND11_MODULE(_trtpack_core, m) {
     try {
       if (p) std::rethrow_exception(p);
     } catch (const RecordError& e) {
-      py::object error = py::reinterpret_borrow<py::object>(record_error_type)(e.what());
-      error.attr("field") = e.field();
+      py::object error = py::reinterpret_borrow<py::object>(record_error_type)(lenient_str(e.what()));
+      error.attr("field") = lenient_str(e.field());
       PyErr_SetObject(record_error_type, error.ptr());
     }
   });

@@ -30,6 +30,12 @@ def _call(fn, *args):
 
 def _meta_text(meta: Meta) -> str:
     if isinstance(meta, str):
+        if not meta.isascii():
+            try:
+                meta.encode("utf-8")
+            except UnicodeEncodeError as e:  # a lone surrogate, e.g. from a "\udc80" JSON escape in a hostile file
+                raise FormatError(f"meta: not valid UTF-8 text ({e.reason} at index {e.start}); re-save the "
+                                  "engine record with trtpack") from None
         return meta
     if not isinstance(meta, dict):
         raise FormatError(f"meta: expected a dict or a JSON str, got {type(meta).__name__}")

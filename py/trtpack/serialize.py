@@ -1,14 +1,15 @@
 """save / load / inspect: compiled programs on disk as .ep, .pt2 or .engine (+ .json sidecar)."""
-import json
 import os
 import warnings
 import zipfile
+import zlib
 
 import torch
 
-from trtpack import artifact, guard, record
+from trtpack import archive_guard, artifact, guard, record
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
+MAX_SIDECAR_BYTES = 16 << 20  # a record is a few KiB; refuse to read a huge file as one
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
 
 
@@ -88,8 +89,9 @@ def _kind(path: str) -> str:
     try:
         with zipfile.ZipFile(path) as z:
             names = z.namelist()
-    except zipfile.BadZipFile as e:
-        raise FormatError(f"trtpack: {path!r} looks like a zip archive but is damaged ({e}); re-save it") from e
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError) as e:
+        raise FormatError(f"trtpack: {path!r} looks like a zip archive but is damaged ({type(e).__name__}: "
+                          f"{str(e)[:200]}); re-save it") from e
     return "aot_inductor" if any("/data/aotinductor/" in n for n in names) else "exported_program"
 
 
@@ -153,20 +155,26 @@ def load(path, *, device=None):
     if kind == "engine":
         return load_engine(path)
     if kind == "aot_inductor":
+        if path.lower().endswith(".ep"):  # an .ep never runs native code; a .pt2 does by design (docs/SECURITY.md)
+            raise FormatError(f"trtpack: {path!r} is named .ep but holds an AOTInductor package, whose compiled "
+                              "library would run on load. Rename it .pt2 if you built it and trust it.")
         from trtpack import aoti
         metas = _manifest_engines(path)
         found = [artifact.Engine(record.decode_meta(meta)["name"], meta, None, fallback) for meta, fallback in metas]
         _warn_version_skew(found)
         _warn_unusable(found, device)
         return aoti.load(path, device=device)
+    archive_guard.check(path)
     extra = {artifact.MANIFEST: ""}
     try:
         with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
             program = torch.export.load(f, extra_files=extra)
-    except (RuntimeError, ValueError, KeyError, zipfile.BadZipFile, json.JSONDecodeError) as e:
+        found = artifact.validate(program)
+    except TrtpackError:
+        raise
+    except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
         raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
                           f"{str(e)[:300]}). Re-save it with trtpack.save.") from e
-    found = artifact.validate(program)
     _warn_version_skew(found)
     _warn_unusable(found, device)
     return Loaded(program, found, device)
@@ -197,8 +205,16 @@ def load_engine(path: str) -> EngineCall:
     if not os.path.exists(sidecar):
         raise FormatError(f"trtpack: {path!r} has no sidecar {sidecar!r} with its record; an engine file needs "
                           "it to know its inputs. Re-extract it with `trtpack extract` or trtpack.save.")
-    with open(sidecar) as f:
-        meta = f.read()
+    if os.path.getsize(sidecar) > MAX_SIDECAR_BYTES:
+        raise FormatError(f"trtpack: the sidecar {sidecar!r} is {os.path.getsize(sidecar)} bytes; an engine record "
+                          f"is at most {MAX_SIDECAR_BYTES}. It is not a trtpack sidecar: re-extract it.")
+    with open(sidecar, "rb") as f:
+        raw = f.read(MAX_SIDECAR_BYTES + 1)
+    try:
+        meta = raw.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise FormatError(f"trtpack: the sidecar {sidecar!r} is not UTF-8 JSON ({e.reason} at byte {e.start}); "
+                          "re-extract it with `trtpack extract` or trtpack.save.") from e
     plan = torch.from_file(path, shared=False, size=os.path.getsize(path), dtype=torch.uint8)
     record.check_plan(meta, plan)
     return EngineCall(meta, plan)
@@ -210,7 +226,14 @@ def _manifest_engines(path: str) -> list:
         if not entry:
             raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
                               "it was not written by trtpack.save. Re-save it with trtpack.save(module, 'x.pt2').")
-        return artifact.read_manifest(z.read(entry[0]).decode())
+        if z.getinfo(entry[0]).file_size > MAX_SIDECAR_BYTES:
+            raise FormatError(f"trtpack: {path!r}: {artifact.MANIFEST} is too large to be trtpack's manifest")
+        try:
+            text = z.read(entry[0]).decode("utf-8")
+        except (zipfile.BadZipFile, ValueError, EOFError, OSError, zlib.error) as e:  # CRC, bad UTF-8...
+            raise FormatError(f"trtpack: {path!r}: cannot read {artifact.MANIFEST} ({type(e).__name__}: "
+                              f"{str(e)[:200]}); re-save the program with trtpack.save") from e
+        return artifact.read_manifest(text)
 
 
 def inspect(path, *, device=None) -> dict:

@@ -1,0 +1,36 @@
+"""Shared by the atheris harnesses: quiet torch, and the one rule every target checks.
+
+The rule: for any input, trtpack either succeeds or raises a TrtpackError subclass. Anything else propagates, and
+atheris reports it as a crash (with the input saved as crash-*). Hangs (-timeout) and huge allocations
+(-rss_limit_mb) are reported by libFuzzer itself.
+"""
+import logging
+import os
+import sys
+import warnings
+
+import atheris
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def quiet() -> None:
+    warnings.simplefilter("ignore")
+    logging.disable(logging.CRITICAL)
+    os.environ.setdefault("TORCH_CPP_LOG_LEVEL", "ERROR")
+
+
+def trtpack_or_error(fn, *args):
+    """Runs fn; a TrtpackError is the expected outcome of bad input, so it is swallowed."""
+    from trtpack.errors import TrtpackError
+
+    try:
+        return fn(*args)
+    except TrtpackError:
+        return None
+
+
+def main(test_one_input) -> None:
+    quiet()
+    atheris.Setup(sys.argv, test_one_input)
+    atheris.Fuzz()

@@ -1,0 +1,75 @@
+"""Small hand-built trtpack programs (no compiler needed) for the fuzz harnesses and tests/reliability.
+
+A program is a torch.cond(engine_usable(...), engine branch, PyTorch reference) around one engine record whose plan
+is a TensorRT-RTX header plus filler (never runnable), so on a CPU machine the reference branch runs:
+out = relu(x) * 2 + bias for x of shape [batch, 4].
+"""
+import hashlib
+import struct
+
+import numpy as np
+import torch
+
+from trtpack import record
+
+TARGETS = ["sm80", "sm86", "sm89", "sm120", "sm121"]
+FEATURES = 4
+
+
+def plan_tensor(body_size: int = 64) -> torch.Tensor:
+    """A 1-D uint8 plan: a valid TensorRT-RTX 64-byte header (layout in docs/FORMAT.md) + zero filler."""
+    size = 64 + body_size
+    plan = torch.zeros(size, dtype=torch.uint8)
+    mask = sum(record.TARGET_BITS[t] for t in TARGETS)
+    header = b"vtrt" + bytes(12) + struct.pack("<Q", size) + bytes((1, 7, 1, 116)) + bytes(4) + struct.pack("<Q", mask)
+    plan[:len(header)] = torch.frombuffer(bytearray(header), dtype=torch.uint8)
+    return plan
+
+
+def meta_for(plan: torch.Tensor, name: str = "trt_region_0", output: str = "out0") -> str:
+    digest = hashlib.sha256(memoryview(plan.numpy())).hexdigest()
+    return record.encode_meta({
+        "format": "trtpack.engine", "format_version": list(record.FORMAT_VERSION),
+        "name": name, "backend": "tensorrt_rtx", "backend_version": "1.7.1.116", "targets": TARGETS,
+        "trtpack_version": "0.1.0", "torch_version": torch.__version__,
+        "plan_size": int(plan.numel()), "plan_sha256": digest,
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["s0", FEATURES]}],
+        "outputs": [{"name": output, "dtype": "float32", "shape": ["s0", FEATURES]}],
+        "symbols": {"s0": {"min": 1, "opt": 2, "max": 32}},
+        "build": {"onnx_opset": 18},
+    })
+
+
+class Guarded(torch.nn.Module):
+    """One engine with a PyTorch fallback, as trtpack.compile(..., fallback=True) lowers it."""
+
+    def __init__(self, plan: torch.Tensor, meta: str):
+        super().__init__()
+        self.register_buffer("plan", plan)
+        self.register_buffer("bias", torch.arange(FEATURES, dtype=torch.float32))
+        self.meta = meta
+
+    def forward(self, x):
+        def engine(x):
+            return torch.ops.trtpack.execute_engine([x], self.plan, self.meta)[0]
+
+        def reference(x):
+            return torch.relu(x) * 2 + self.bias
+
+        usable = torch.ops.trtpack.engine_usable([x], self.plan, self.meta)
+        return torch.cond(usable, engine, reference, (x,))
+
+
+def reference(x: torch.Tensor) -> torch.Tensor:
+    return torch.relu(x) * 2 + torch.arange(FEATURES, dtype=torch.float32)
+
+
+def exported(body_size: int = 64) -> torch.export.ExportedProgram:
+    plan = plan_tensor(body_size)
+    batch = torch.export.Dim("batch", min=1, max=32)
+    return torch.export.export(Guarded(plan, meta_for(plan)), (torch.randn(2, FEATURES),),
+                               dynamic_shapes={"x": {0: batch}})
+
+
+def example_input(batch: int = 3, seed: int = 0) -> torch.Tensor:
+    return torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, FEATURES)).astype(np.float32))

@@ -1,0 +1,322 @@
+"""Every bad input in docs/BAD_INPUTS.md, built here, gives the error class and message start the table states.
+
+Hostile archives carry payloads that would create a marker file if any code from the file ran: after each load
+attempt the marker must not exist. `python test_hostile_archives.py` prints the table rows.
+"""
+import io
+import json
+import os
+import pickle
+import re
+import sys
+import warnings
+import zipfile
+
+import pytest
+import torch
+
+import trtpack
+from fuzz import programs
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+DOC = os.path.join(HERE, "..", "..", "docs", "BAD_INPUTS.md")
+CASES = {}
+
+
+def case(name, description):
+    def register(build):
+        CASES[name] = (description, build)
+        return build
+    return register
+
+
+class RunsCode:
+    """Unpickling this creates the marker file: the proof that code from a file ran."""
+
+    def __init__(self, marker):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def valid(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("valid")
+    program = programs.exported()
+    trtpack.save(program, str(folder / "program.ep"))
+    trtpack.save(program, str(folder / "program.engine"))
+    return folder
+
+
+def read(path):
+    with open(path, "rb") as f:
+        return f.read()
+
+
+def rewrite(src, dst, edit):
+    """Copies the zip at src to dst with edit(name, data) -> [(name, data), ...] applied to each entry."""
+    with zipfile.ZipFile(src) as z, warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        root = z.namelist()[0].split("/", 1)[0] + "/"
+        with zipfile.ZipFile(dst, "w", zipfile.ZIP_STORED) as out:
+            for info in z.infolist():
+                for name, data in edit(info.filename[len(root):], z.read(info)):
+                    out.writestr(root + name, data)
+    return dst
+
+
+def edited(valid, tmp, edit):
+    return rewrite(str(valid / "program.ep"), str(tmp / "bad.ep"), edit)
+
+
+def replace_entry(target, data):
+    return lambda name, old: [(name, data(old) if callable(data) else data)] if name == target else [(name, old)]
+
+
+# -- .ep archives --------------------------------------------------------------------------------------------------
+@case("ep_use_pickle_weight", "a weight stored as a pickle (use_pickle) whose unpickling runs code")
+def _(valid, tmp, marker):
+    def edit(name, data):
+        if name == "data/weights/model_weights_config.json":
+            config = json.loads(data)
+            config["config"]["bias"]["use_pickle"] = True
+            return [(name, json.dumps(config).encode())]
+        if name == "data/weights/weight_1":
+            buf = io.BytesIO()
+            torch.save(RunsCode(marker), buf)
+            return [(name, buf.getvalue())]
+        return [(name, data)]
+    return edited(valid, tmp, edit)
+
+
+@case("ep_pickled_sample_inputs", "sample inputs that fail torch.load(weights_only=True) (torch retries unsafely)")
+def _(valid, tmp, marker):
+    buf = io.BytesIO()
+    torch.save(RunsCode(marker), buf)
+    return edited(valid, tmp, replace_entry("data/sample_inputs/model.pt", buf.getvalue()))
+
+
+@case("ep_eval_in_expression", "a symbolic expression that sympify would eval: __import__('os')...")
+def _(valid, tmp, marker):
+    evil = f"__import__('os').system('touch {marker}')"
+    return edited(valid, tmp, replace_entry(
+        "models/model.json", lambda d: re.sub(rb'"expr_str": "[^"]*"', b'"expr_str": ' + json.dumps(evil).encode(),
+                                              d, count=1)))
+
+
+@case("ep_opaque_constant", "a constant stored as an opaque (pickled) object")
+def _(valid, tmp, marker):
+    config = {"config": {"c": {"path_name": "opaque_obj_0", "is_param": False, "use_pickle": False}}}
+    return edited(valid, tmp, replace_entry("data/constants/model_constants_config.json",
+                                            json.dumps(config).encode()))
+
+
+@case("ep_duplicate_entry", "models/model.json twice (zip readers may disagree on which one counts)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [(n, d), (n, d)] if n == "models/model.json" else [(n, d)])
+
+
+@case("ep_missing_entry", "models/model.json removed")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [] if n == "models/model.json" else [(n, d)])
+
+
+@case("ep_renamed_entry", "data/weights/weight_0 renamed to data/weights/weight_9")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [("data/weights/weight_9" if n == "data/weights/weight_0" else n, d)])
+
+
+@case("ep_foreign_entry", "an extra top-level file (evil.py) in the archive")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [(n, d), ("evil.py", b"print(1)")] if n == "archive_format" else [(n, d)])
+
+
+@case("ep_with_aoti_library", "an .ep holding data/aotinductor/ (a compiled library AOTInductor would dlopen)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [(n, d), ("data/aotinductor/model/evil.so", b"\x7fELF")]
+                  if n == "archive_format" else [(n, d)])
+
+
+@case("ep_legacy_layout", "a torch 2.7-style archive (entries at the zip root, serialized_*.pt pickles)")
+def _(valid, tmp, marker):
+    path = str(tmp / "bad.ep")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("version", "8.0")
+        z.writestr("serialized_exported_program.json", "{}")
+        z.writestr("serialized_state_dict.pt", b"")
+    return path
+
+
+@case("ep_oversized_length", "a zip entry declaring 4 GiB - 1 bytes in a 20 KiB file")
+def _(valid, tmp, marker):
+    data = bytearray(read(valid / "program.ep"))
+    central = data.index(b"PK\x01\x02")
+    data[central + 20:central + 28] = b"\xff" * 8
+    path = str(tmp / "bad.ep")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@case("ep_truncated", "the archive cut in half")
+def _(valid, tmp, marker):
+    path = str(tmp / "bad.ep")
+    with open(path, "wb") as f:
+        f.write(read(valid / "program.ep")[:10000])
+    return path
+
+
+@case("ep_weight_bytes_flipped", "plan bytes inside the archive changed (header's plan size)")
+def _(valid, tmp, marker):
+    def flip(data):
+        data = bytearray(data)
+        data[16] ^= 0xFF  # the plan header's size field
+        return bytes(data)
+    return edited(valid, tmp, replace_entry("data/weights/weight_0", flip))
+
+
+@case("ep_meta_tampered", "the engine record's plan_size changed in models/model.json")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, replace_entry("models/model.json", lambda d: d.replace(b'plan_size\\":128',
+                                                                                     b'plan_size\\":129')))
+
+
+@case("ep_random_bytes", "random bytes named .ep (no zip signature: read as a plan)")
+def _(valid, tmp, marker):
+    path = str(tmp / "bad.ep")
+    with open(path, "wb") as f:
+        f.write(os.urandom(1000))
+    return path
+
+
+@case("missing_file", "a path that does not exist")
+def _(valid, tmp, marker):
+    return str(tmp / "nothing.ep")
+
+
+# -- .engine + sidecar ---------------------------------------------------------------------------------------------
+def engine_copy(valid, tmp, plan=None, sidecar=None):
+    path = str(tmp / "bad.engine")
+    with open(path, "wb") as f:
+        f.write(read(valid / "program.engine") if plan is None else plan)
+    if sidecar is not False:
+        with open(path + ".json", "wb") as f:
+            f.write(read(valid / "program.engine.json") if sidecar is None else sidecar)
+    return path
+
+
+@case("engine_no_sidecar", ".engine without its .json sidecar")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, sidecar=False)
+
+
+@case("engine_sidecar_not_utf8", "sidecar with invalid UTF-8")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, sidecar=b'{"name": "\xff\xfe"}')
+
+
+@case("engine_sidecar_huge", "sidecar of 1 GiB (sparse)")
+def _(valid, tmp, marker):
+    path = engine_copy(valid, tmp)
+    os.truncate(path + ".json", 1 << 30)
+    return path
+
+
+@case("engine_sidecar_not_json", "sidecar that is not JSON")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, sidecar=b"plan_size = 128")
+
+
+@case("engine_sidecar_lone_surrogate", "sidecar JSON with a lone surrogate escape in a key")
+def _(valid, tmp, marker):
+    meta = read(valid / "program.engine.json").replace(b'"name":', b'"\\udc80":', 1)
+    return engine_copy(valid, tmp, sidecar=meta)
+
+
+@case("engine_huge_plan_size", "sidecar declaring plan_size 1 TiB")
+def _(valid, tmp, marker):
+    meta = json.loads(read(valid / "program.engine.json"))
+    meta["plan_size"] = 1 << 40
+    return engine_copy(valid, tmp, sidecar=json.dumps(meta).encode())
+
+
+@case("engine_truncated_plan", "plan file cut to 100 bytes")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, plan=read(valid / "program.engine")[:100])
+
+
+@case("engine_empty_plan", "empty plan file")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, plan=b"")
+
+
+@case("engine_bad_magic", "plan whose header magic is not vtrt")
+def _(valid, tmp, marker):
+    return engine_copy(valid, tmp, plan=b"XXXX" + read(valid / "program.engine")[4:])
+
+
+@case("engine_newer_format", "sidecar of format_version [2, 0]")
+def _(valid, tmp, marker):
+    meta = json.loads(read(valid / "program.engine.json"))
+    meta["format_version"] = [2, 0]
+    return engine_copy(valid, tmp, sidecar=json.dumps(meta).encode())
+
+
+def outcome(path, tmp):
+    """(error class, message start with the path shown as FILE) of trtpack.load, or ('ok', '')."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trtpack.load(path)
+    except Exception as e:  # noqa: BLE001  (the class is what is checked)
+        message = str(e).replace(repr(path), "FILE").replace(path, "FILE").replace(str(tmp), "DIR")
+        return type(e).__name__, message.splitlines()[0][:90]
+    return "ok", ""
+
+
+def documented_rows():
+    with open(DOC, encoding="utf-8") as f:
+        rows = [cells for cells in (line.split("|")[1:-1] for line in f if line.startswith("| `"))
+                if len(cells) == 4 and cells[2].strip().endswith("Error`")]
+    return {cells[0].strip().strip("`"): (cells[2].strip().strip("`"), cells[3].strip().strip("`").replace("\\|", "|"))
+            for cells in rows}
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_bad_input_gives_the_documented_trtpack_error_and_runs_no_code(name, valid, tmp_path):
+    marker = str(tmp_path / "code-ran")
+    path = CASES[name][1](valid, tmp_path, marker)
+    error, message = outcome(path, tmp_path)
+    assert not os.path.exists(marker), "code from the file ran"
+    assert error in ("FormatError", "IncompatibleEngineError", "TrtpackError"), (error, message)
+    assert documented_rows().get(name) == (error, message), \
+        f"docs/BAD_INPUTS.md row for {name} is out of date; it should read: {error} | {message}"
+
+
+def test_torch_export_load_itself_would_run_the_pickled_weight(valid, tmp_path):
+    # Why the guard exists: torch.export.load on the same file runs the payload (torch 2.11-2.13).
+    marker = str(tmp_path / "code-ran")
+    path = CASES["ep_use_pickle_weight"][1](valid, tmp_path, marker)
+    os.rename(path, path[:-3] + ".pt2")
+    try:
+        torch.export.load(path[:-3] + ".pt2")
+    except Exception:  # noqa: BLE001  (the payload runs before torch notices the type is wrong)
+        pass
+    assert os.path.exists(marker)
+
+
+if __name__ == "__main__":
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as folder:
+        base = Path(folder)
+        program = programs.exported()
+        trtpack.save(program, str(base / "program.ep"))
+        trtpack.save(program, str(base / "program.engine"))
+        for name in sorted(CASES):
+            tmp = Path(tempfile.mkdtemp(dir=folder))
+            error, message = outcome(CASES[name][1](base, tmp, str(tmp / "code-ran")), tmp)
+            print(f"| `{name}` | {CASES[name][0]} | `{error}` | `{message.replace('|', chr(92) + '|')}` |")
+    sys.exit(0)
