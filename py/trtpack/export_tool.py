@@ -30,7 +30,7 @@ def export(model_path: str, *, out=None, formats=("ep", "pt2", "engine"), fallba
     if min_block_size is not None:
         options["min_block_size"] = min_block_size
 
-    print(f"trtpack export {model_path} -> {out}/")
+    print(f"trtpack export {_shown(model_path)} -> {_shown(out)}/")
     start = time.perf_counter()
     compiled = trtpack.compile(spec.module, spec.arg_inputs, kwarg_inputs=spec.kwarg_inputs or None,
                                dynamic_shapes=spec.dynamic_shapes, **options)
@@ -72,6 +72,13 @@ def _write(compiled, name: str, out: str, fmt: str) -> list:
     except trtpack.TrtpackError as e:
         return [{"format": fmt, "path": None, "note": str(e).splitlines()[0]}]
     return [{"format": fmt, "path": path, "size": os.path.getsize(path), "seconds": time.perf_counter() - start}]
+
+
+def _shown(path: str) -> str:
+    """`path` relative to where the user ran the command, when it lies below it."""
+    here = os.environ.get("BUILD_WORKING_DIRECTORY") or os.getcwd()
+    relative = os.path.relpath(os.path.abspath(path), here)
+    return path if relative.startswith("..") else relative
 
 
 def _check_fresh_process(path: str, case: str) -> dict:
@@ -119,7 +126,7 @@ def _print_summary(compiled, compile_s: float, rows: list) -> None:
             result = f"OK via {check['ran']}, max |diff| {check['max_abs_diff']:.2e}"
         else:
             result = f"MISMATCH ({check['reason'] or 'max |diff| %s' % check['max_abs_diff']})"
-        print(f"  {row['format']:<7} {row['path']:<48} {row['size']:>12,} B  {result}")
+        print(f"  {row['format']:<7} {_shown(row['path']):<40} {row['size']:>12,} B  {result}")
 
 
 def run(path: str, *, inputs=None, iterations: int = 20) -> None:
