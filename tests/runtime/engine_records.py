@@ -35,3 +35,20 @@ def make_record(inputs, outputs, symbols, *, backend="tensorrt_rtx", name="trt_r
     record.check_plan(meta, plan_bytes, verify_hash=True)
     plan = torch.frombuffer(bytearray(plan_bytes), dtype=torch.uint8)
     return plan, record.encode_meta(meta)
+
+
+class EngineWithFallback(torch.nn.Module):
+    """x -> torch.cond(engine_usable, engine, x @ weight): the shape of a fallback program, for the op tests."""
+
+    def __init__(self, plan, meta):
+        super().__init__()
+        self.register_buffer("plan", plan)
+        self.meta = meta
+        self.weight = torch.nn.Parameter(torch.randn(3, 8))
+
+    def forward(self, x):
+        usable = torch.ops.trtpack.engine_usable([x], self.plan, self.meta)
+        return torch.cond(usable,
+                          lambda x: torch.ops.trtpack.execute_engine([x], self.plan, self.meta)[0],
+                          lambda x: x @ self.weight,
+                          (x,))

@@ -11,7 +11,7 @@ import trtpack
 from trtpack.runtime import shapes
 
 sys.path.insert(0, os.path.dirname(__file__))
-from engine_records import make_record  # noqa: E402
+from engine_records import EngineWithFallback, make_record  # noqa: E402
 
 # x: [batch, 3, w] -> out: [batch, 8, (w - 3) // 2 + 1], like a stride-2 conv without padding.
 PLAN, META = make_record(inputs=[("x", "float32", ["s0", 3, "s1"])],
@@ -102,21 +102,6 @@ def test_meta_is_parsed_once_per_string():
             torch.ops.trtpack.execute_engine([torch.empty(batch, 3, 8)], PLAN, META)
     info = shapes.engine_spec.cache_info()
     assert (info.misses, info.hits) == (1, 2)
-
-
-class EngineWithFallback(torch.nn.Module):
-    def __init__(self, plan, meta):
-        super().__init__()
-        self.register_buffer("plan", plan)
-        self.meta = meta
-        self.weight = torch.nn.Parameter(torch.randn(3, 8))
-
-    def forward(self, x):
-        usable = torch.ops.trtpack.engine_usable([x], self.plan, self.meta)
-        return torch.cond(usable,
-                          lambda x: torch.ops.trtpack.execute_engine([x], self.plan, self.meta)[0],
-                          lambda x: x @ self.weight,
-                          (x,))
 
 
 def test_fallback_program_exports_round_trips_and_runs_the_reference_on_cpu():

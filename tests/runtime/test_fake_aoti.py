@@ -9,22 +9,7 @@ from torch.export import Dim
 import trtpack  # noqa: F401  (loads the ops and their fake kernels)
 
 sys.path.insert(0, os.path.dirname(__file__))
-from engine_records import make_record  # noqa: E402
-
-
-class EngineWithFallback(torch.nn.Module):
-    def __init__(self, plan, meta):
-        super().__init__()
-        self.register_buffer("plan", plan)
-        self.meta = meta
-        self.weight = torch.nn.Parameter(torch.randn(3, 8))
-
-    def forward(self, x):
-        usable = torch.ops.trtpack.engine_usable([x], self.plan, self.meta)
-        return torch.cond(usable,
-                          lambda x: torch.ops.trtpack.execute_engine([x], self.plan, self.meta)[0],
-                          lambda x: x @ self.weight,
-                          (x,))
+from engine_records import EngineWithFallback, make_record  # noqa: E402
 
 
 def test_aoti_package_with_an_engine_and_dynamic_batch_runs_the_reference_on_cpu(tmp_path):
