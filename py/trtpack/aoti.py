@@ -10,11 +10,13 @@ import os
 import shutil
 import tempfile
 import zipfile
+import zlib
 
 import torch
 import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
+from trtpack import guard
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
@@ -107,8 +109,8 @@ def load(path, device=None):
             "run it on a CUDA machine, or build a CPU package on a CPU machine")
     try:
         return torch._inductor.aoti_load_package(path, device_index=device_index)
-    except RuntimeError as e:
-        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {_first_line(e)}") from e
+    except (RuntimeError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:  # damaged archive entries too
+        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {guard.first_line(e)}") from e
 
 
 def package_device_type(path):
@@ -165,6 +167,3 @@ def _check_device_available(values):
                 f"machine has no CUDA device (torch {torch.__version__}); build .pt2 packages for CUDA on a CUDA "
                 "machine (there is no cross compilation), or give CPU inputs for a CPU package")
 
-
-def _first_line(error):
-    return str(error).split("\nException raised from")[0].strip()

@@ -1,5 +1,6 @@
 """Finds the engine records inside a program and writes files atomically: shared by save, load and inspect."""
 import contextlib
+import functools
 import json
 import os
 import shutil
@@ -25,7 +26,7 @@ class Engine:
     plan: torch.Tensor  # 1-D uint8
     fallback: bool      # guarded by engine_usable + a PyTorch reference branch
 
-    @property
+    @functools.cached_property
     def record(self) -> dict:
         return record.decode_meta(self.meta)
 

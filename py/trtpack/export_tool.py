@@ -8,7 +8,7 @@ import time
 import torch
 
 import trtpack
-from trtpack import artifact, roundtrip, serialize
+from trtpack import artifact, machine, roundtrip, serialize
 from trtpack.model_file import load_model_file
 
 SUFFIX = {"ep": ".ep", "pt2": ".pt2", "engine": ".engine"}
@@ -108,9 +108,9 @@ def _print_summary(compiled, compile_s: float, rows: list) -> None:
         left[(item["op"], item["reason"])] += item.get("count", 1)
     for (op, reason), count in sorted(left.items()):
         print(f"  in PyTorch: {op} x{count}: {reason}")
-    machine = serialize._machine(None)
+    here = machine.describe(None)
     for engine in engines[:1]:
-        verdict = trtpack.record.compatibility(engine.record, machine)
+        verdict = trtpack.record.compatibility(engine.record, here)
         print(f"on this machine: {'TensorRT can run it' if verdict['usable'] else verdict['reason']}")
     print("\nartifacts (each loaded back in a fresh process and compared with eager):")
     for row in rows:

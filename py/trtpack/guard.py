@@ -22,8 +22,12 @@ def call(fn, args, kwargs, compiled_ranges: str):
     except RuntimeError as error:
         if "trtpack:" not in str(error) or isinstance(error, IncompatibleEngineError):
             raise
-        message = str(error)[str(error).index("trtpack:"):].split("\nException raised from")[0]
-        raise IncompatibleEngineError(message) from error
+        raise IncompatibleEngineError(first_line(str(error)[str(error).index("trtpack:"):])) from error
+
+
+def first_line(error) -> str:
+    """A torch/c10 error's message without the C++ backtrace c10 appends."""
+    return str(error).split("\nException raised from")[0].strip()
 
 
 def translate_errors(module, compiled_ranges: str):

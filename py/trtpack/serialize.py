@@ -6,7 +6,7 @@ import zlib
 
 import torch
 
-from trtpack import archive_guard, artifact, guard, record
+from trtpack import archive_guard, artifact, guard, machine, record
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 MAX_SIDECAR_BYTES = 16 << 20  # a record is a few KiB; refuse to read a huge file as one
@@ -95,11 +95,6 @@ def _kind(path: str) -> str:
     return "aot_inductor" if any("/data/aotinductor/" in n for n in names) else "exported_program"
 
 
-def _machine(device) -> dict:
-    from trtpack import machine
-    return machine.describe(device)
-
-
 class EngineCall(torch.nn.Module):
     """A stand-alone .engine: runs the plan on tensors matching the sidecar's inputs."""
 
@@ -108,13 +103,14 @@ class EngineCall(torch.nn.Module):
         self.meta = meta
         self.register_buffer("plan", plan)
         self.record = record.decode_meta(meta)
+        self.ranges = _symbols_text(self.record)
 
     def forward(self, *inputs):
         want = len(self.record["inputs"])
         if len(inputs) != want:
             raise TrtpackError(f"trtpack: engine {self.record['name']!r} takes {want} inputs, got {len(inputs)}")
         outputs = guard.call(torch.ops.trtpack.execute_engine, (list(inputs), self.plan, self.meta), {},
-                             _symbols_text(self.record))
+                             self.ranges)
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
@@ -131,11 +127,24 @@ class Loaded(torch.nn.Module):
         self._trtpack_program = program  # save() writes it again as is
         self.engines = engines
         self.module = program.module()
+        self.ranges = guard.ranges_text(program)
         if device is not None:
             self.module.to(device)
 
     def forward(self, *args, **kwargs):
-        return guard.call(self.module, args, kwargs, guard.ranges_text(self.program))
+        return guard.call(self.module, args, kwargs, self.ranges)
+
+
+class Pt2Program:
+    """A loaded .pt2: AOTInductor's runner, with engine refusals raised as IncompatibleEngineError."""
+
+    def __init__(self, runner, engines: list):
+        self.runner = runner
+        self.engines = engines
+        self.ranges = ", ".join(_symbols_text(e.record) for e in engines)
+
+    def __call__(self, *args, **kwargs):
+        return guard.call(self.runner, args, kwargs, self.ranges)
 
 
 def load(path, *, device=None):
@@ -163,12 +172,11 @@ def load(path, *, device=None):
         found = [artifact.Engine(record.decode_meta(meta)["name"], meta, None, fallback) for meta, fallback in metas]
         _warn_version_skew(found)
         _warn_unusable(found, device)
-        return aoti.load(path, device=device)
+        return Pt2Program(aoti.load(path, device=device), found)
     archive_guard.check(path)
-    extra = {artifact.MANIFEST: ""}
     try:
         with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
-            program = torch.export.load(f, extra_files=extra)
+            program = torch.export.load(f)
         found = artifact.validate(program)
     except TrtpackError:
         raise
@@ -191,9 +199,9 @@ def _warn_version_skew(found: list) -> None:
 
 
 def _warn_unusable(found: list, device) -> None:
-    machine = _machine(device)
+    here = machine.describe(device)
     for engine in found:
-        verdict = record.compatibility(engine.record, machine)
+        verdict = record.compatibility(engine.record, here)
         if not verdict["usable"]:
             then = "its PyTorch fallback will run" if engine.fallback else "calling it raises IncompatibleEngineError"
             warnings.warn(f"trtpack: engine {engine.name!r} cannot run here ({verdict['reason']}); {then}.",
@@ -221,7 +229,11 @@ def load_engine(path: str) -> EngineCall:
 
 
 def _manifest_engines(path: str) -> list:
-    with zipfile.ZipFile(path) as z:
+    try:
+        archive = zipfile.ZipFile(path)
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise FormatError(f"trtpack: {path!r} is a damaged archive ({e}); re-save it with trtpack.save") from e
+    with archive as z:
         entry = [n for n in z.namelist() if n.endswith("/extra/" + artifact.MANIFEST)]
         if not entry:
             raise FormatError(f"trtpack: {path!r} is an AOTInductor package without trtpack's manifest; "
@@ -254,13 +266,13 @@ def inspect(path, *, device=None) -> dict:
         info["outputs"] = [str(s.arg) for s in program.graph_signature.output_specs if s.kind.name == "USER_OUTPUT"]
         info["symbols"] = {str(sym): [_bound(r.lower), _bound(r.upper)] for sym, r in program.range_constraints.items()}
         pairs = [(e.meta, e.fallback) for e in loaded.engines]
-    machine = _machine(device)
+    here = machine.describe(device)
     info["engines"] = []
     for meta, fallback in pairs:
         rec = record.decode_meta(meta)
         info["trtpack_version"] = rec["trtpack_version"]
         info["torch_version"] = rec["torch_version"]
-        verdict = record.compatibility(rec, machine)
+        verdict = record.compatibility(rec, here)
         info["engines"].append({**{k: rec[k] for k in ("name", "backend", "backend_version", "targets", "inputs",
                                                        "outputs", "symbols", "plan_size", "plan_sha256")},
                                 "fallback": fallback, "usable_here": verdict["usable"], "reason": verdict["reason"]})

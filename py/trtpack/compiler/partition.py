@@ -59,10 +59,6 @@ class _TableSupport(OperatorSupportBase):
         return support.unsupported_reason(node) is None
 
 
-def _is_sym_value(node: Node) -> bool:
-    return isinstance(node, Node) and isinstance(node.meta.get("val"), (torch.SymInt, torch.SymFloat, torch.SymBool, int))
-
-
 def _clone_sym_tree(graph, node: Node, before: Node, memo: dict) -> Node:
     """Copies the shape arithmetic that computes `node` right before `before`; tensors it reads stay shared."""
     if node in memo:
