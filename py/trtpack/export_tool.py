@@ -131,11 +131,11 @@ def _print_summary(compiled, compile_s: float, rows: list) -> None:
 
 def run(path: str, *, inputs=None, iterations: int = 20) -> None:
     program = trtpack.load(path)
+    info = trtpack.inspect(path)
     if inputs:
         args, kwargs, _ = roundtrip.read_case(inputs)
     else:
-        args, kwargs = _random_inputs(path), {}
-    info = trtpack.inspect(path)
+        args, kwargs = _random_inputs(path, info), {}
     ran = "tensorrt" if all(e["usable_here"] for e in info["engines"]) else "pytorch fallback"
     with torch.no_grad():
         program(*args, **kwargs)  # warm-up (deserializes engines)
@@ -150,8 +150,7 @@ def run(path: str, *, inputs=None, iterations: int = 20) -> None:
           f"p99 {pick(0.99):.3f} ms, min {times[0]:.3f} ms")
 
 
-def _random_inputs(path: str) -> list:
-    info = trtpack.inspect(path)
+def _random_inputs(path: str, info: dict) -> list:
     if info["format"] == "engine":
         specs = info["engines"][0]["inputs"]
         symbols = info["engines"][0]["symbols"]

@@ -10,11 +10,12 @@ from typing import Callable, Optional
 import torch
 from torch.fx import Node
 
+from trtpack import record
+
 aten = torch.ops.aten
 
 # Tensor dtypes the ONNX exporter and TensorRT(-RTX) both handle. float64 and complex are CPU-only in TensorRT.
-TRT_DTYPES = frozenset({torch.float32, torch.float16, torch.bfloat16, torch.int64, torch.int32, torch.int8,
-                        torch.uint8, torch.bool})
+TRT_DTYPES = frozenset(getattr(torch, name) for name in record.DTYPES)  # the record format's dtypes
 
 # Shape arithmetic on SymInts: copied into every region that needs it, never counted as compute.
 SYM_OPS = frozenset({aten.sym_size.int, aten.sym_numel.default, aten.sym_stride.int, operator.add, operator.sub,

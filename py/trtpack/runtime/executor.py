@@ -15,12 +15,12 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from trtpack import record
+from trtpack import machine, record
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes
 from trtpack.runtime.trt_engine import LoadedEngine, run
 
-BACKEND_MODULES = ("tensorrt_rtx", "tensorrt")
+BACKEND_MODULES = tuple(machine.BACKEND_MODULES)
 
 
 def default_cache_dir() -> str:

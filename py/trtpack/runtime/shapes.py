@@ -12,8 +12,7 @@ import torch
 from trtpack import record
 from trtpack.errors import FormatError
 
-_DTYPES = {name: getattr(torch, name) for name in
-           ("float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool")}
+_DTYPES = {name: getattr(torch, name) for name in record.DTYPES}
 
 
 @dataclasses.dataclass(frozen=True)
