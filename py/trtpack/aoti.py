@@ -17,6 +17,7 @@ import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
 from trtpack import guard
+from trtpack.names import dtype_name
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
@@ -136,7 +137,7 @@ def input_specs(ep):
         if not isinstance(val, torch.Tensor):
             return None  # non-tensor inputs (ints, None): leave the checks to AOTInductor
         shape = [int(d) if isinstance(d, int) else str(d) for d in val.shape]
-        specs.append({"dtype": str(val.dtype).removeprefix("torch."), "shape": shape})
+        specs.append({"dtype": dtype_name(val.dtype), "shape": shape})
     return specs
 
 

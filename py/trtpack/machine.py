@@ -5,6 +5,8 @@ import importlib.util
 
 import torch
 
+from trtpack.names import sm_name
+
 BACKEND_MODULES = {"tensorrt_rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
 
 
@@ -34,5 +36,5 @@ def describe(device=None) -> dict:
     sm = None
     if cuda:
         major, minor = torch.cuda.get_device_capability(device)
-        sm = f"sm{major}{minor}"
+        sm = sm_name(major, minor)
     return {"cuda": cuda, "sm": sm, "backends": installed_backends()}

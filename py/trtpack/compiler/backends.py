@@ -10,6 +10,7 @@ import importlib
 import torch
 
 from trtpack.errors import IncompatibleEngineError, UnsupportedGraphError
+from trtpack.names import sm_name
 
 
 class Backend:
@@ -87,7 +88,7 @@ class TensorRT(Backend):
                     "trtpack: full TensorRT builds for the GPU it runs on, and there is no CUDA device here. "
                     "Use backend='tensorrt_rtx' to build on a CPU-only machine, or pass targets=['sm80', ...].")
             major, minor = torch.cuda.get_device_capability()
-            return [f"sm{major}{minor}"]
+            return [sm_name(major, minor)]
         capabilities = [int(t.lower().removeprefix("sm")) for t in targets]
         if min(capabilities) < 80:
             raise UnsupportedGraphError("trtpack: full TensorRT builds portable plans only for Ampere and newer "

@@ -60,10 +60,6 @@ def profile_shapes(names, input_dims, symbols) -> dict:
     return profile
 
 
-def dtype_name(dtype: torch.dtype) -> str:
-    return str(dtype).replace("torch.", "")
-
-
 def engine_meta(*, name, backend: Backend, plan: Plan, inputs, outputs, symbols: dict, build: dict) -> str:
     """The engine record's meta JSON (canonical, so the same build gives the same bytes)."""
     import trtpack

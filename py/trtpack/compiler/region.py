@@ -9,6 +9,7 @@ import torch
 
 from trtpack.compiler import build, convert, symbolic
 from trtpack.errors import UnsupportedGraphError
+from trtpack.names import dtype_name
 
 
 @dataclass
@@ -125,7 +126,7 @@ def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, 
     seconds["build"] = time.perf_counter() - start
 
     def described(names, values, dims):
-        return [{"name": n, "dtype": build.dtype_name(v.dtype), "shape": d} for n, v, d in zip(names, values, dims)]
+        return [{"name": n, "dtype": dtype_name(v.dtype), "shape": d} for n, v, d in zip(names, values, dims)]
 
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     meta = build.engine_meta(

@@ -11,6 +11,7 @@ import torch
 from torch.fx import Node
 
 from trtpack import record
+from trtpack.names import dtype_name
 
 aten = torch.ops.aten
 
@@ -150,7 +151,7 @@ def _dtype_reason(node: Node) -> Optional[str]:
     values = _tensor_values(node.meta.get("val"))
     for arg in node.all_input_nodes:
         values += _tensor_values(arg.meta.get("val"))
-    bad = sorted({str(v.dtype).replace("torch.", "") for v in values if v.dtype not in TRT_DTYPES})
+    bad = sorted({dtype_name(v.dtype) for v in values if v.dtype not in TRT_DTYPES})
     return f"dtype {', '.join(bad)} is not supported by TensorRT" if bad else None
 
 

@@ -16,6 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 import torch
 
 from trtpack import machine, record
+from trtpack.names import dtype_name, ranges_text, record_ranges, sm_name
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes
 from trtpack.runtime.trt_engine import LoadedEngine, run
@@ -84,7 +85,7 @@ class Executor:
         if device.type != "cuda":
             return {"cuda": False, "sm": None, "backends": backends}
         major, minor = self._capability(device)
-        return {"cuda": True, "sm": f"sm{major}{minor}", "backends": backends}
+        return {"cuda": True, "sm": sm_name(major, minor), "backends": backends}
 
     # -- engines -------------------------------------------------------------------------------------------------
     def _runtime_cache_path(self, spec: shapes.EngineSpec, device: torch.device) -> Optional[str]:
@@ -152,7 +153,7 @@ class Executor:
         for x, ts in zip(inputs, spec.inputs):
             if x.dtype != ts.dtype:
                 raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
-                                 f"{str(ts.dtype).replace('torch.', '')} but is {str(x.dtype).replace('torch.', '')}; "
+                                 f"{dtype_name(ts.dtype)} but is {dtype_name(x.dtype)}; "
                                  "convert it (TensorRT-RTX networks are strongly typed).")
         loaded = self.engine(plan, spec, device)
         stream_key, stream_handle = self._current_stream(device)
@@ -167,7 +168,7 @@ class Executor:
                                   "describe this plan: rebuild the engine with trtpack.")
             return torch.empty(shape, dtype=ts.dtype, device=device)
 
-        ranges = ", ".join(f"{k} in [{v['min']}, {v['max']}]" for k, v in spec.meta["symbols"].items()) or "static"
+        ranges = ranges_text(record_ranges(spec.meta))
         with self._device_guard(device), context_lock:
             held = [x.contiguous() for x in inputs]  # alive until enqueued; the allocator orders reuse on the stream
             outputs = run(context, [t.name for t in spec.inputs], held, [t.name for t in spec.outputs], allocate,

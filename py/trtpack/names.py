@@ -1,0 +1,29 @@
+"""How trtpack writes the names people read, each in one place: compute capabilities, dtypes, dynamic ranges."""
+import torch
+
+
+def sm_name(major: int, minor: int) -> str:
+    """(8, 6) -> 'sm86', the spelling of the record's targets and of machine.describe()."""
+    return f"sm{major}{minor}"
+
+
+def dtype_name(dtype: torch.dtype) -> str:
+    """torch.float16 -> 'float16', the spelling of the record's dtypes."""
+    return str(dtype).removeprefix("torch.")
+
+
+def program_ranges(program) -> dict:
+    """{symbol: (min, max)} of an ExportedProgram's dynamic dims; max None when unbounded."""
+    return {str(sym): (int(r.lower), int(r.upper) if r.upper.is_finite else None)
+            for sym, r in program.range_constraints.items()}
+
+
+def record_ranges(rec: dict) -> dict:
+    """{symbol: (min, max)} of an engine record's symbols."""
+    return {name: (r["min"], r["max"]) for name, r in rec["symbols"].items()}
+
+
+def ranges_text(ranges: dict) -> str:
+    """'s0 in [1, 64], s1 in [2, inf]' from {symbol: (min, max)}; 'all sizes static' when there are none."""
+    return ", ".join(f"{name} in [{lo}, {'inf' if hi is None else hi}]" for name, (lo, hi) in ranges.items()) \
+        or "all sizes static"
