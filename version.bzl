@@ -1,3 +1,3 @@
 """trtpack's version: the one place it is written. Compiled into core/ and stamped into the wheel."""
 
-TRTPACK_VERSION = "0.1.0"
+TRTPACK_VERSION = "0.2.0"

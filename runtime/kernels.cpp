@@ -43,8 +43,12 @@ std::vector<at::Tensor> execute_engine_unavailable(const std::vector<at::Tensor>
   const auto record = runtime::parsed_meta(meta);
   TORCH_CHECK(!device.is_cuda(), "trtpack: cannot run engine '", record->name, "' on ", device, ": ", kNoExecutor,
               ".");
-  TORCH_CHECK(false, "trtpack: execute_engine got inputs on ", device, ", but TensorRT engine '", record->name,
-              "' runs only on CUDA devices. Move the module and inputs to a CUDA device, or compile with "
+  std::string targets;
+  for (const std::string& t : record->targets) targets += (targets.empty() ? "" : ",") + t;
+  TORCH_CHECK(false, "trtpack: TensorRT engine '", record->name, "' (built for ", targets, " with ",
+              core::backend_display_name(record->backend), " ", record->backend_version,
+              ") runs only on CUDA devices, and its inputs are on ", device, ". Run it with the module and inputs on "
+              "an NVIDIA GPU of one of those compute capabilities with that version installed, or compile with "
               "trtpack.compile(..., fallback=True) so the program runs its PyTorch reference where the engine cannot "
               "run.");
 }

@@ -9,7 +9,7 @@ import textwrap
 import jsonschema
 import pytest
 
-from trtpack import cli
+from trtpack.cli import main as cli
 
 MODEL = """
 import torch
@@ -105,3 +105,57 @@ def test_extract_of_an_unknown_engine_lists_the_ones_there(exported, tmp_path):
     out, _ = exported
     code, _, stderr = run_cli("extract", str(out / "tiny.ep"), "--engine", "nope", "-o", str(tmp_path / "x.engine"))
     assert code == cli.EXIT_ERROR and "has no engine 'nope'; it has: trt_region_0" in stderr
+
+
+def test_run_takes_every_format_and_makes_inputs_from_what_the_artifact_records(exported):
+    out, _ = exported
+    code, stdout, stderr = run_cli("run", str(out / "tiny.ep"), "--iterations", "2")
+    assert code == cli.EXIT_OK and "2 iterations via pytorch fallback" in stdout, stderr
+    code, _, stderr = run_cli("run", str(out / "tiny.pt2"), "--iterations", "2")
+    assert code == cli.EXIT_BAD_INPUT and "--trust_native_code" in stderr and len(stderr.strip().splitlines()) == 1
+    code, stdout, stderr = run_cli("run", str(out / "tiny.pt2"), "--iterations", "2", "--trust_native_code")
+    assert code == cli.EXIT_OK and "2 iterations via pytorch fallback" in stdout, stderr
+    code, _, stderr = run_cli("run", str(out / "tiny.engine"), "--iterations", "1")
+    assert code == cli.EXIT_INCOMPATIBLE and "sm86" in stderr and "TensorRT-RTX 1.7.1.116" in stderr, stderr
+
+
+def test_extract_takes_an_engine_file_and_refuses_a_pt2_in_one_line(exported, tmp_path):
+    out, _ = exported
+    target = tmp_path / "copy.engine"
+    code, _, stderr = run_cli("extract", str(out / "tiny.engine"), "--engine", "trt_region_0", "-o", str(target))
+    assert code == cli.EXIT_OK and target.read_bytes() == (out / "tiny.engine").read_bytes(), stderr
+    code, _, stderr = run_cli("extract", str(out / "tiny.pt2"), "--engine", "trt_region_0", "-o", str(target))
+    assert code == cli.EXIT_BAD_INPUT and "AOTInductor package" in stderr and len(stderr.strip().splitlines()) == 1
+
+
+def test_a_verification_mismatch_exits_4(tmp_path):
+    # The model file tightens onnxruntime's tolerance below zero, so the real check of the region's ONNX must fail.
+    body = MODEL + "\nfrom trtpack.compiler import convert\nconvert.VERIFY_TOLERANCE[torch.float32] = (-1.0, 0.0)\n"
+    (tmp_path / "strict.py").write_text(textwrap.dedent(body))
+    code, stdout, stderr = run_cli("export", str(tmp_path / "strict.py"), "--out", str(tmp_path / "out"),
+                                   "--targets", "sm86", "--formats", "engine")
+    assert code == cli.EXIT_MISMATCH, stdout + stderr
+    assert "differs from PyTorch" in stderr
+
+
+def test_a_graph_torch_cannot_export_exits_3(tmp_path):
+    body = MODEL.replace('min=1, max=32', 'min=8, max=32')  # the example batch (4) is outside the declared range
+    (tmp_path / "bad_range.py").write_text(textwrap.dedent(body))
+    code, stdout, stderr = run_cli("export", str(tmp_path / "bad_range.py"), "--out", str(tmp_path / "out"))
+    assert code == cli.EXIT_UNSUPPORTED, stdout + stderr
+    assert stderr.startswith("trtpack:"), stderr
+
+
+def test_each_error_class_maps_to_its_documented_exit_code():
+    import trtpack
+    from trtpack.cli.model_file import ModelFileError
+    from trtpack.compiler.convert import VerificationError
+
+    documented = {ModelFileError("m"): cli.EXIT_BAD_INPUT, trtpack.FormatError("f"): cli.EXIT_BAD_INPUT,
+                  trtpack.UntrustedCodeError("u"): cli.EXIT_BAD_INPUT, VerificationError("v"): cli.EXIT_MISMATCH,
+                  trtpack.UnsupportedGraphError("g"): cli.EXIT_UNSUPPORTED,
+                  trtpack.IncompatibleEngineError("i"): cli.EXIT_INCOMPATIBLE, trtpack.TrtpackError("t"): cli.EXIT_ERROR}
+    assert {type(e).__name__: cli._exit_code(e) for e in documented} == \
+        {type(e).__name__: code for e, code in documented.items()}
+    assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_BAD_INPUT, cli.EXIT_UNSUPPORTED, cli.EXIT_MISMATCH,
+            cli.EXIT_INCOMPATIBLE) == (0, 1, 2, 3, 4, 5)  # the numbers README.md and the CLI's --help promise

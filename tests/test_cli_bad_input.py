@@ -6,7 +6,7 @@ import textwrap
 
 import pytest
 
-from trtpack import cli
+from trtpack.cli import main as cli
 
 
 def run_cli(*args, cwd=None):

@@ -22,7 +22,7 @@ def test_roundtrip_on_cuda(tmp_path, suffix):
     import resnet_small
 
     import trtpack
-    from trtpack import roundtrip
+    from trtpack.cli import roundtrip
 
     model = resnet_small.model().cuda()
     inputs = tuple(t.cuda() for t in resnet_small.example_inputs())
@@ -36,7 +36,7 @@ def test_roundtrip_on_cuda(tmp_path, suffix):
     usable = all(e["usable_here"] for e in trtpack.inspect(path)["engines"])
 
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    out = subprocess.run([sys.executable, "-m", "trtpack.roundtrip", path, case, "cuda"], env=env,
+    out = subprocess.run([sys.executable, "-m", "trtpack.cli.roundtrip", path, case, "cuda"], env=env,
                          capture_output=True, text=True, check=True).stdout.splitlines()[-1]
     result = json.loads(out)
     assert result["ok"], result

@@ -38,7 +38,7 @@ def main(argv):
          "Requires-Python: >=3.10"] + [f"Requires-Dist: {r}" for r in REQUIRES]).encode() + b"\n"
     files[f"{dist}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: trtpack build_wheel\nRoot-Is-Purelib: false\n"
                               f"Tag: {FLAGS.tag}\n").encode()
-    files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ntrtpack = trtpack.cli:main\n"
+    files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ntrtpack = trtpack.cli.main:main\n"
     record = [record_line(n, d) for n, d in sorted(files.items())] + [f"{dist}/RECORD,,"]
     files[f"{dist}/RECORD"] = ("\n".join(record) + "\n").encode()
     with zipfile.ZipFile(FLAGS.out, "w", zipfile.ZIP_DEFLATED) as whl:

@@ -12,7 +12,7 @@ const char kUsage[] =
     "usage: run_pt2 MODEL.pt2 --inputs INPUTS.safetensors [--outputs OUTPUTS.safetensors]\n"
     "               [--iterations N] [--warmup N] [--timing TIMING.json] [--model-name NAME]\n"
     "\n"
-    "Runs an AOTInductor package (made by trtpack.save(..., 'x.pt2') or trtpack.aoti.package) with\n"
+    "Runs an AOTInductor package (made by trtpack.save(..., 'x.pt2') or trtpack.artifacts.pt2.package) with\n"
     "libtorch and libtorchtrt_runtime only. Inputs are read from a safetensors file whose tensors are\n"
     "named input_0 .. input_{N-1} (the program's inputs, flattened in order); outputs are written as\n"
     "output_0 .. output_{M-1}. Timing of the N iterations (after the warmup ones) is printed as JSON.\n";

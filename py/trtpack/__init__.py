@@ -1,9 +1,10 @@
 """trtpack: compile PyTorch programs into TensorRT engines and ship them (.ep, .pt2, .engine)."""
 from trtpack import _native
-from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError
+from trtpack.errors import (FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError,
+                            UntrustedCodeError)
 from trtpack import record
 import trtpack.runtime  # noqa: F401  (registers the ops' fake kernels and the Python CUDA executor)
-from trtpack.serialize import inspect, load, save
+from trtpack.artifacts import LoadedProgram, inspect, load, save
 
 __version__ = _native.core.__version__
 _COMPILER_NAMES = ("compile", "convert_exported_program_to_trt_engine")
@@ -19,8 +20,10 @@ def __getattr__(name):
 __all__ = [
     "FormatError",
     "IncompatibleEngineError",
+    "LoadedProgram",
     "TrtpackError",
     "UnsupportedGraphError",
+    "UntrustedCodeError",
     "__version__",
     "compile",
     "convert_exported_program_to_trt_engine",

@@ -15,3 +15,8 @@ class IncompatibleEngineError(TrtpackError, RuntimeError):
 
 class UnsupportedGraphError(TrtpackError, ValueError):
     """A graph (or part of one that must be converted) uses operations trtpack cannot hand to TensorRT."""
+
+
+class UntrustedCodeError(TrtpackError, PermissionError):
+    """The artifact holds native code (an AOTInductor package) and the caller did not opt in to running it
+    (trust_native_code=True, CLI --trust_native_code)."""

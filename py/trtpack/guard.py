@@ -40,9 +40,3 @@ def translate_errors(module, compiled_ranges: str):
 
     module.forward = checked_forward
     return module
-
-
-def ranges_text(program) -> str:
-    """'s0 in [1, 64], ...' from an ExportedProgram's range constraints."""
-    return ", ".join(f"{sym} in [{r.lower}, {r.upper}]" for sym, r in program.range_constraints.items()) \
-        or "all sizes static"

@@ -1,6 +1,6 @@
 """A program holding an engine record, with the torch.cond fallback, as a CPU AOTInductor package.
 
-engine_usable's C++ kernel answers false on CPU, so Python (aoti.load) and C++ (//tools:run_pt2, no Python)
+engine_usable's C++ kernel answers false on CPU, so Python (pt2.load) and C++ (//tools:run_pt2, no Python)
 both take the PyTorch reference branch and reproduce eager outputs at several batch sizes. The plan here is a
 small fake byte buffer with a valid record meta: it is never executed (no TensorRT engine runs on any machine
 we have); the point is that the ops reach libtorchtrt_runtime's C++ kernels through AOTInductor's proxy executor.
@@ -18,7 +18,8 @@ from safetensors.torch import save_file
 from torch.export import Dim
 
 import trtpack
-from trtpack import aoti, record
+from trtpack import record
+from trtpack.artifacts import pt2
 
 sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
 from pt2_helpers import binary, run, run_pt2, timed  # noqa: E402
@@ -85,7 +86,7 @@ def model():
 @pytest.fixture(scope="module")
 def package(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("pt2") / "engine_with_fallback.pt2"
-    timed("AOTI package (engine record + torch.cond fallback)", aoti.package, model, path,
+    timed("AOTI package (engine record + torch.cond fallback)", pt2.package, model, path,
           arg_inputs=(torch.randn(4, 6),), dynamic_shapes=BATCH)
     return path
 
@@ -106,7 +107,7 @@ def test_eager_takes_the_reference_on_cpu(model):
 
 @pytest.mark.parametrize("batch", [2, 9])
 def test_python_load_runs_the_reference_branch(model, package, batch):
-    runner = timed("AOTI load (Python)", aoti.load, package)
+    runner = timed("AOTI load (Python)", pt2.load, package)
     x = torch.randn(batch, 6)
     torch.testing.assert_close(runner(x), model(x))
 
@@ -120,7 +121,7 @@ def test_run_pt2_runs_the_reference_branch_without_python(model, package, batch,
 
 
 def test_the_recorded_inputs_match_the_engine_meta(package, model):
-    specs = json.loads(aoti.load(package).get_metadata()[aoti.INPUTS_METADATA_KEY])
+    specs = json.loads(pt2.load(package).get_metadata()[pt2.INPUTS_METADATA_KEY])
     engine_inputs = record.decode_meta(model.meta)["inputs"]
     assert len(specs) == len(engine_inputs) == 1
     assert specs[0]["dtype"] == engine_inputs[0]["dtype"]
@@ -131,7 +132,7 @@ def test_without_fallback_run_pt2_reports_the_cpu_kernel_error(tmp_path):
     """No reference branch: execute_engine's C++ CPU kernel runs from C++ and refuses with its message."""
     torch.manual_seed(0)
     path = tmp_path / "engine_only.pt2"
-    timed("AOTI package (engine only)", aoti.package, EngineWithFallback(fallback=False).eval(), path,
+    timed("AOTI package (engine only)", pt2.package, EngineWithFallback(fallback=False).eval(), path,
           arg_inputs=(torch.randn(4, 6),), dynamic_shapes=BATCH)
     in_path = tmp_path / "in.safetensors"
     save_file({"input_0": torch.randn(3, 6)}, str(in_path))
@@ -139,4 +140,4 @@ def test_without_fallback_run_pt2_reports_the_cpu_kernel_error(tmp_path):
     assert proc.returncode == 1
     assert "TensorRT engine 'trt_region_0' runs only on CUDA devices" in proc.stderr, proc.stderr
     with pytest.raises(RuntimeError, match="trt_region_0.* runs only on CUDA devices"):
-        aoti.load(path)(torch.randn(3, 6))
+        pt2.load(path)(torch.randn(3, 6))

@@ -1,4 +1,4 @@
-"""A plain model as an AOTInductor .pt2: trtpack.aoti.package/load in Python, and the C++ //tools:run_pt2 and
+"""A plain model as an AOTInductor .pt2: trtpack.pt2.package/load in Python, and the C++ //tools:run_pt2 and
 //examples/cpp:infer (libtorch + libtorchtrt_runtime, no Python in the process) reproduce eager outputs."""
 import json
 import os
@@ -14,7 +14,7 @@ from safetensors.torch import save_file
 from torch.export import Dim
 
 import trtpack
-from trtpack import aoti
+from trtpack.artifacts import pt2
 
 sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
 from pt2_helpers import binary, needed_libraries, run, run_pt2, timed  # noqa: E402
@@ -39,7 +39,7 @@ def model():
 def package(model, tmp_path_factory):
     path = tmp_path_factory.mktemp("pt2") / "two_in_two_out.pt2"
     example = (torch.randn(2, 4), torch.randn(1, 3))
-    timed("AOTI package (Linear 4->3, dynamic batch)", aoti.package, model, path, arg_inputs=example,
+    timed("AOTI package (Linear 4->3, dynamic batch)", pt2.package, model, path, arg_inputs=example,
           dynamic_shapes={"x": {0: Dim("batch", min=1, max=64)}, "y": None})
     return path
 
@@ -50,7 +50,7 @@ def inputs(batch):
 
 @pytest.mark.parametrize("batch", [3, 7])
 def test_python_load_matches_eager(model, package, batch):
-    runner = timed("AOTI load (Python)", aoti.load, package)
+    runner = timed("AOTI load (Python)", pt2.load, package)
     x, y = inputs(batch)
     got = runner(x, y)
     want = model(x, y)
@@ -63,9 +63,9 @@ def test_package_is_named_and_records_its_inputs(package):
     with zipfile.ZipFile(package) as archive:
         roots = {name.split("/")[0] for name in archive.namelist()}
     assert roots == {"two_in_two_out"}, "the archive's root folder is named after the target, not the staging file"
-    assert aoti.package_device_type(package) == "cpu"
-    meta = aoti.load(package).get_metadata()
-    specs = json.loads(meta[aoti.INPUTS_METADATA_KEY])
+    assert pt2.package_device_type(package) == "cpu"
+    meta = pt2.load(package).get_metadata()
+    specs = json.loads(meta[pt2.INPUTS_METADATA_KEY])
     assert [s["dtype"] for s in specs] == ["float32", "float32"]
     assert isinstance(specs[0]["shape"][0], str) and specs[0]["shape"][1] == 4, "batch is dynamic, features static"
     assert specs[1]["shape"] == [1, 3]
@@ -176,13 +176,13 @@ def test_example_cpp_consumer_reports_bad_packages(tmp_path):
 
 def test_load_rejects_what_it_cannot_run(package, tmp_path):
     with pytest.raises(trtpack.FormatError, match="no such file"):
-        aoti.load(tmp_path / "missing.pt2")
+        pt2.load(tmp_path / "missing.pt2")
     not_zip = tmp_path / "not_a_package.pt2"
     not_zip.write_bytes(b"hello")
     with pytest.raises(trtpack.FormatError, match="not an AOTInductor package"):
-        aoti.load(not_zip)
+        pt2.load(not_zip)
     with pytest.raises(trtpack.IncompatibleEngineError, match="was built for cpu .* runs only on the device type"):
-        aoti.load(package, device="cuda:0")
+        pt2.load(package, device="cuda:0")
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="checks the refusal on machines without a CUDA device")
@@ -192,7 +192,7 @@ def test_package_refuses_cuda_inputs_on_a_machine_without_cuda(model, tmp_path):
     with FakeTensorMode():
         cuda_input = torch.empty(2, 4, device="cuda")
     with pytest.raises(trtpack.IncompatibleEngineError, match="no CUDA device.*no cross compilation"):
-        aoti.package(model, tmp_path / "m.pt2", arg_inputs=(cuda_input, cuda_input))
+        pt2.package(model, tmp_path / "m.pt2", arg_inputs=(cuda_input, cuda_input))
     assert not os.listdir(tmp_path)
 
 
@@ -207,7 +207,7 @@ def test_package_writes_atomically(model, tmp_path, monkeypatch):
 
     monkeypatch.setattr(torch._inductor, "aoti_compile_and_package", crash_mid_write)
     with pytest.raises(RuntimeError, match="simulated crash"):
-        aoti.package(model, target, arg_inputs=(torch.randn(2, 4), torch.randn(1, 3)))
+        pt2.package(model, target, arg_inputs=(torch.randn(2, 4), torch.randn(1, 3)))
     assert target.read_bytes() == b"previous package"
     assert os.listdir(tmp_path) == ["m.pt2"], "no staging file left behind"
 
@@ -216,10 +216,10 @@ def test_package_rejects_bad_arguments(model, tmp_path):
     example = (torch.randn(2, 4), torch.randn(1, 3))
     ep = torch.export.export(model, example)
     with pytest.raises(trtpack.TrtpackError, match="only when a module is exported"):
-        aoti.package(ep, tmp_path / "m.pt2", arg_inputs=example, dynamic_shapes={"x": {0: Dim("b")}})
+        pt2.package(ep, tmp_path / "m.pt2", arg_inputs=example, dynamic_shapes={"x": {0: Dim("b")}})
     with pytest.raises(trtpack.TrtpackError, match="cannot package a str"):
-        aoti.package("model", tmp_path / "m.pt2", arg_inputs=example)
+        pt2.package("model", tmp_path / "m.pt2", arg_inputs=example)
     with pytest.raises(trtpack.TrtpackError, match="arg_inputs must be a tuple or list"):
-        aoti.package(model, tmp_path / "m.pt2", arg_inputs=example[0])
+        pt2.package(model, tmp_path / "m.pt2", arg_inputs=example[0])
     with pytest.raises(trtpack.FormatError, match="does not exist"):
-        aoti.package(model, tmp_path / "no_dir" / "m.pt2", arg_inputs=example)
+        pt2.package(model, tmp_path / "no_dir" / "m.pt2", arg_inputs=example)

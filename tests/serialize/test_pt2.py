@@ -31,7 +31,7 @@ def saved(tmp_path_factory):
 def test_pt2_in_python_matches_eager(saved):
     model, path = saved
     with pytest.warns(UserWarning, match="its PyTorch fallback will run"):
-        program = trtpack.load(str(path))
+        program = trtpack.load(str(path), trust_native_code=True)
     for batch in (1, 5, 64):
         x = torch.randn(batch, 16)
         torch.testing.assert_close(program(x), model(x), atol=ATOL, rtol=RTOL)
@@ -53,3 +53,23 @@ def test_pt2_carries_the_manifest_that_inspect_reads(saved):
     info = trtpack.inspect(str(path))
     assert info["format"] == "aot_inductor" and info["fallback"] and info["runs_here"]
     assert [e["targets"] for e in info["engines"]] == [["sm86"]]
+
+
+def test_pt2_loads_as_the_one_program_type(saved):
+    model, path = saved
+    program = trtpack.load(str(path), trust_native_code=True)
+    assert isinstance(program, trtpack.LoadedProgram) and program.format == "aot_inductor"
+    assert [(e.name, e.plan, e.fallback) for e in program.engines] == [("trt_region_0", None, True)]
+    assert [spec["name"] for spec in program.input_specs] == ["x"]
+
+
+@pytest.mark.parametrize("name", ["mlp.pt2", "mlp.ep", "mlp.engine", "mlp"])
+def test_pt2_runs_no_native_code_without_the_opt_in_whatever_its_name(saved, tmp_path, name, monkeypatch):
+    _, path = saved
+    copy = tmp_path / name
+    copy.write_bytes(path.read_bytes())
+    monkeypatch.setattr(torch._inductor, "aoti_load_package",
+                        lambda *a, **k: pytest.fail("the package's library was loaded"))
+    with pytest.raises(trtpack.UntrustedCodeError, match="trust_native_code=True"):
+        trtpack.load(str(copy))
+    assert trtpack.inspect(str(copy))["format"] == "aot_inductor"  # inspect reads the manifest only

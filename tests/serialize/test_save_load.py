@@ -15,7 +15,9 @@ import torch
 
 import models
 import trtpack
-from trtpack import artifact, export_tool, record, roundtrip
+from trtpack import record
+from trtpack.artifacts import program as artifact
+from trtpack.cli import artifact_commands, roundtrip
 
 TARGETS = ["sm86"]
 ATOL = RTOL = 1e-5
@@ -40,7 +42,7 @@ import json, sys, hashlib, torch
 sys.path[:0] = json.loads(sys.argv[3])
 import models  # registers the custom op some programs call
 import trtpack
-from trtpack import roundtrip
+from trtpack.cli import roundtrip
 from safetensors.torch import load_file
 program = trtpack.load(sys.argv[1])
 data = load_file(sys.argv[2])
@@ -112,7 +114,7 @@ def test_engine_extraction_equals_the_plan_and_its_sidecar_validates(compiled, t
     trtpack.save(module, ep_path)
     for engine in artifact.engines(module._trtpack_program):
         out = str(tmp_path / f"{engine.name}.engine")
-        export_tool.extract(ep_path, engine.name, out)
+        artifact_commands.extract(ep_path, engine.name, out)
         with open(out, "rb") as f:
             assert f.read() == engine.plan.numpy().tobytes()
         with open(out + ".json") as f:

@@ -4,8 +4,9 @@ import torch
 from trtpack.errors import UnsupportedGraphError
 
 
-def export_program(model, arg_inputs, kwarg_inputs=None, dynamic_shapes=None) -> torch.export.ExportedProgram:
-    """Exports `model` with torch.export (non-strict) and runs the core-ATen decompositions.
+def export_program(model, arg_inputs, kwarg_inputs=None, dynamic_shapes=None, *,
+                   decompose: bool = True) -> torch.export.ExportedProgram:
+    """Exports `model` with torch.export (non-strict) and, with `decompose`, runs the core-ATen decompositions.
 
     An ExportedProgram is taken as is (its dynamic shapes are already fixed) and only decomposed.
     """
@@ -19,9 +20,10 @@ def export_program(model, arg_inputs, kwarg_inputs=None, dynamic_shapes=None) ->
         try:
             program = torch.export.export(model, tuple(arg_inputs), kwargs=kwarg_inputs or {},
                                           dynamic_shapes=dynamic_shapes, strict=False)
-        except torch._dynamo.exc.UserError as error:
-            raise UnsupportedGraphError(f"trtpack: torch.export could not export the model: {error}") from error
+        except (torch._dynamo.exc.UserError, torch.fx.experimental.symbolic_shapes.ConstraintViolationError) as error:
+            raise UnsupportedGraphError(f"trtpack: torch.export could not export the model: "
+                                        f"{str(error).strip().splitlines()[0]}") from error
     else:
         raise UnsupportedGraphError(
             f"trtpack: compile takes a torch.nn.Module or a torch.export.ExportedProgram, not {type(model).__name__}.")
-    return program.run_decompositions()
+    return program.run_decompositions() if decompose else program

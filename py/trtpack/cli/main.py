@@ -3,11 +3,12 @@
   trtpack export MODEL.py [--out DIR] [--formats ep,pt2,engine] [--[no]fallback] [--targets sm86,sm89]
                           [--min_block_size N] [--[no]verify]
   trtpack inspect FILE [--json]
-  trtpack run FILE [--inputs F.safetensors] [--iterations N]
-  trtpack extract FILE.ep --engine NAME -o OUT.engine
+  trtpack run FILE [--inputs F.safetensors] [--iterations N] [--trust_native_code]
+  trtpack extract FILE --engine NAME -o OUT.engine
 
-Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreadable artifact);
-3 unsupported graph; 4 verification or round-trip mismatch; 5 engine cannot run here.
+Every command takes every format (.ep, .pt2, .engine), read from the file's bytes, not its name.
+Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreadable or untrusted artifact);
+3 unsupported graph; 4 verification or round-trip mismatch; 5 engine cannot run here. (export: an artifact that fails to load is 1.)
 """
 import json
 import logging
@@ -31,6 +32,7 @@ flags.DEFINE_boolean("json", False, "inspect: print JSON")
 flags.DEFINE_string("inputs", None, "run: safetensors file with inputs in.0, in.1, ... (default: random)")
 flags.DEFINE_integer("iterations", 20, "run: timed iterations")
 flags.DEFINE_string("engine", None, "extract: name of the engine to extract")
+flags.DEFINE_boolean("trust_native_code", False, "run: allow an AOTInductor package (.pt2) to load its compiled library")
 FLAGS = flags.FLAGS
 
 
@@ -41,10 +43,12 @@ def _usage(problem: str) -> int:
 
 def _exit_code(error) -> int:
     import trtpack
-    from trtpack.model_file import ModelFileError
+    from trtpack.cli.model_file import ModelFileError
 
-    if isinstance(error, (ModelFileError, trtpack.FormatError)):
+    if isinstance(error, (ModelFileError, trtpack.FormatError, trtpack.UntrustedCodeError)):
         return EXIT_BAD_INPUT
+    if type(error).__name__ == "VerificationError":  # compiler.convert's; importing it here would load the compiler
+        return EXIT_MISMATCH
     if isinstance(error, trtpack.UnsupportedGraphError):
         return EXIT_UNSUPPORTED
     if isinstance(error, trtpack.IncompatibleEngineError):
@@ -65,51 +69,30 @@ def main_with_args(argv) -> int:
     if len(rest) != 1:
         return _usage(f"{command} takes exactly one file, got {len(rest)}: {rest}")
     import trtpack
+    from trtpack.cli import artifact_commands
 
     try:
         if command == "export":
-            from trtpack import export_tool
-            ok = export_tool.export(rest[0], out=_resolve(FLAGS.out) if FLAGS.out else None,
+            from trtpack.cli import export
+            result = export.export(rest[0], out=_resolve(FLAGS.out) if FLAGS.out else None,
                                     formats=FLAGS.formats, fallback=FLAGS.fallback, targets=FLAGS.targets,
                                     min_block_size=FLAGS.min_block_size, verify=FLAGS.verify)
-            return EXIT_OK if ok else EXIT_MISMATCH
+            return {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "failed": EXIT_ERROR}[result]
         if command == "inspect":
             info = trtpack.inspect(rest[0])
-            print(json.dumps(info, indent=2) if FLAGS.json else format_inspect(info))
+            print(json.dumps(info, indent=2) if FLAGS.json else artifact_commands.format_inspect(info))
             return EXIT_OK
         if command == "run":
-            from trtpack import export_tool
-            export_tool.run(rest[0], inputs=_resolve(FLAGS.inputs) if FLAGS.inputs else None,
-                            iterations=FLAGS.iterations)
+            artifact_commands.run(rest[0], inputs=_resolve(FLAGS.inputs) if FLAGS.inputs else None,
+                                  iterations=FLAGS.iterations, trust_native_code=FLAGS.trust_native_code)
             return EXIT_OK
         if not FLAGS.engine or not FLAGS.out:
             return _usage("extract needs --engine NAME and -o OUT.engine")
-        from trtpack import export_tool
-        export_tool.extract(rest[0], FLAGS.engine, _resolve(FLAGS.out))
+        artifact_commands.extract(rest[0], FLAGS.engine, _resolve(FLAGS.out))
         return EXIT_OK
     except trtpack.TrtpackError as e:
         print(str(e), file=sys.stderr)
         return _exit_code(e)
-
-
-def format_inspect(info: dict) -> str:
-    lines = [f"{info['path']}: {info['format']}, {info['size']:,} bytes, trtpack {info.get('trtpack_version')}, "
-             f"torch {info.get('torch_version')}"]
-    if "inputs" in info:
-        lines.append(f"  inputs: {', '.join(info['inputs'])}   outputs: {', '.join(info['outputs'])}")
-    for sym, (lo, hi) in info.get("symbols", {}).items():
-        lines.append(f"  symbol {sym}: [{lo}, {'inf' if hi is None else hi}]")
-    for e in info["engines"]:
-        lines.append(f"  engine {e['name']}: {e['backend']} {e['backend_version']}, targets {','.join(e['targets'])}, "
-                     f"plan {e['plan_size']:,} bytes, sha256 {e['plan_sha256'][:16]}…, "
-                     f"fallback {'yes' if e['fallback'] else 'no'}")
-        for kind in ("inputs", "outputs"):
-            specs = ", ".join(f"{t['name']}:{t['dtype']}{list(t['shape'])}" for t in e[kind])
-            lines.append(f"    {kind}: {specs}")
-        lines.append(f"    here: {'usable' if e['usable_here'] else 'not usable'}" +
-                     (f" — {e['reason']}" if e["reason"] else ""))
-    lines.append(f"  runs on this machine: {'yes' if info['runs_here'] else 'no'}")
-    return "\n".join(lines)
 
 
 def _quiet_libraries() -> None:

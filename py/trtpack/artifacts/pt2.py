@@ -16,8 +16,10 @@ import torch
 import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
-from trtpack import guard
-from trtpack.names import dtype_name
+from trtpack import guard, names
+from trtpack.artifacts import manifest
+from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
+                                       user_input_nodes, warn_unusable, warn_version_skew)
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
@@ -41,8 +43,8 @@ def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_in
         `path`.
 
     Example:
-        >>> trtpack.aoti.package(model, "model.pt2", arg_inputs=(torch.randn(2, 3),))
-        >>> trtpack.aoti.load("model.pt2")(torch.randn(2, 3))
+        >>> trtpack.artifacts.pt2.package(model, "model.pt2", arg_inputs=(torch.randn(2, 3),))
+        >>> trtpack.artifacts.pt2.load("model.pt2")(torch.randn(2, 3))
     """
     kwarg_inputs = dict(kwarg_inputs or {})
     if arg_inputs is None and isinstance(exported_program_or_graph_module, torch.export.ExportedProgram):
@@ -51,7 +53,13 @@ def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_in
         raise TrtpackError(f"arg_inputs must be a tuple or list of example inputs, got {type(arg_inputs).__name__}")
     arg_inputs = tuple(arg_inputs)
     _check_device_available(pytree.tree_leaves((arg_inputs, kwarg_inputs)))
-    ep = _exported_program(exported_program_or_graph_module, arg_inputs, kwarg_inputs, dynamic_shapes)
+    if isinstance(exported_program_or_graph_module, torch.export.ExportedProgram) and dynamic_shapes is not None:
+        raise TrtpackError("dynamic_shapes applies only when a module is exported; "
+                           "an ExportedProgram already carries its dynamic shapes")
+    if not isinstance(exported_program_or_graph_module, (torch.export.ExportedProgram, torch.nn.Module)):
+        raise TrtpackError(f"cannot package a {type(exported_program_or_graph_module).__name__}: give a "
+                           "torch.export.ExportedProgram or an nn.Module")
+    ep = program_to_save(exported_program_or_graph_module, arg_inputs, kwarg_inputs, dynamic_shapes)
     _check_device_available([n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"])
 
     path = os.fspath(path)
@@ -130,15 +138,10 @@ def package_device_type(path):
 
 def input_specs(ep):
     """Per flattened user input: {"dtype": "float32", "shape": [2, "s0", ...]} (str = dynamic dimension)."""
-    placeholders = {n.name: n for n in ep.graph.nodes if n.op == "placeholder"}
-    specs = []
-    for name in ep.graph_signature.user_inputs:
-        val = placeholders[name].meta.get("val")
-        if not isinstance(val, torch.Tensor):
-            return None  # non-tensor inputs (ints, None): leave the checks to AOTInductor
-        shape = [int(d) if isinstance(d, int) else str(d) for d in val.shape]
-        specs.append({"dtype": dtype_name(val.dtype), "shape": shape})
-    return specs
+    specs = [tensor_spec(node.name, node.meta.get("val")) for node in user_input_nodes(ep)]
+    if any(spec["dtype"] is None for spec in specs):
+        return None  # non-tensor inputs (ints, None): leave the checks to AOTInductor
+    return [{"dtype": spec["dtype"], "shape": spec["shape"]} for spec in specs]
 
 
 def _metadata(ep):
@@ -149,17 +152,6 @@ def _metadata(ep):
     return meta
 
 
-def _exported_program(program, arg_inputs, kwarg_inputs, dynamic_shapes):
-    if isinstance(program, torch.export.ExportedProgram):
-        if dynamic_shapes is not None:
-            raise TrtpackError("dynamic_shapes applies only when a module is exported; "
-                               "an ExportedProgram already carries its dynamic shapes")
-        return program
-    if isinstance(program, torch.nn.Module):
-        return torch.export.export(program, arg_inputs, kwargs=kwarg_inputs, dynamic_shapes=dynamic_shapes, strict=False)
-    raise TrtpackError(f"cannot package a {type(program).__name__}: give a torch.export.ExportedProgram or an nn.Module")
-
-
 def _check_device_available(values):
     for v in values:
         if isinstance(v, torch.Tensor) and v.device.type == "cuda" and not torch.cuda.is_available():
@@ -168,3 +160,22 @@ def _check_device_available(values):
                 f"machine has no CUDA device (torch {torch.__version__}); build .pt2 packages for CUDA on a CUDA "
                 "machine (there is no cross compilation), or give CPU inputs for a CPU package")
 
+
+
+def write(program: torch.export.ExportedProgram, found: list, path: str) -> None:
+    package(program, path, extra_files={manifest.ENTRY: manifest.encode(found, describe_program(program))})
+
+
+def read(path: str, device=None) -> LoadedProgram:
+    """Loads a trtpack .pt2 (the caller has opted in to running its native code)."""
+    found_manifest = manifest.read(path)
+    found = [Engine(trtpack.record.decode_meta(meta)["name"], meta, None, fallback)
+             for meta, fallback in found_manifest.engines]
+    warn_version_skew(found)
+    warn_unusable(found, device)
+    program = found_manifest.program or {}
+    ranges = {name: tuple(bounds) for name, bounds in program.get("symbols", {}).items()}
+    if not program:  # a 1.0 manifest: the engines' ranges are what is known
+        for engine in found:
+            ranges.update(names.record_ranges(engine.record))
+    return LoadedProgram("aot_inductor", load(path, device=device), found, ranges, program.get("inputs"))

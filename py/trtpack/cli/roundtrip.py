@@ -1,5 +1,5 @@
 """Checks a saved artifact against reference outputs in a fresh process:
-`python -m trtpack.roundtrip FILE DATA [DEVICE]`.
+`python -m trtpack.cli.roundtrip FILE DATA [DEVICE]`.
 
 DATA is a safetensors file with inputs `in.N` / `kw.NAME` and expected outputs `out.N` (the flattened pytree).
 Prints one JSON line: {"ok", "max_abs_diff", "ran", "reason"}.
@@ -33,18 +33,20 @@ def read_case(path: str):
 
 def check(artifact: str, case: str, device=None) -> dict:
     import trtpack
+    from trtpack import machine, record
 
     args, kwargs, expected = read_case(case)
     if device is not None:
         args = [a.to(device) for a in args]
         kwargs = {k: v.to(device) for k, v in kwargs.items()}
-    info = trtpack.inspect(artifact, device=device)
-    reasons = [e["reason"] for e in info["engines"] if not e["usable_here"]]
-    if reasons and not info["runs_here"]:
-        return {"ok": False, "ran": "nothing", "reason": reasons[0], "max_abs_diff": None}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = trtpack.load(artifact, device=device)
+        program = trtpack.load(artifact, device=device, trust_native_code=True)  # the caller just wrote it
+    here = machine.describe(device)
+    verdicts = [(e, record.compatibility(e.record, here)) for e in program.engines]
+    reasons = [v["reason"] for _, v in verdicts if not v["usable"]]
+    if any(not v["usable"] and not e.fallback for e, v in verdicts):
+        return {"ok": False, "ran": "nothing", "reason": reasons[0], "max_abs_diff": None}
     try:
         got = [t.cpu() for t in tree_flatten(program(*args, **kwargs))[0]]
     except trtpack.IncompatibleEngineError as e:

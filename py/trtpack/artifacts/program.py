@@ -1,0 +1,187 @@
+"""What every format shares: the engines inside a program, the one type `load` returns, and the program `save` writes."""
+import functools
+import warnings
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+
+from trtpack import guard, machine, names, record
+from trtpack.errors import FormatError, TrtpackError
+
+EXECUTE = torch.ops.trtpack.execute_engine.default
+USABLE = torch.ops.trtpack.engine_usable.default
+
+
+@dataclass
+class Engine:
+    name: str
+    meta: str                      # the record's JSON, as carried by the op
+    plan: Optional[torch.Tensor]   # 1-D uint8; None where the format keeps plans out of reach (.pt2)
+    fallback: bool                 # guarded by engine_usable + a PyTorch reference branch
+
+    @functools.cached_property
+    def record(self) -> dict:
+        return record.decode_meta(self.meta)
+
+
+class LoadedProgram(torch.nn.Module):
+    """What trtpack.load returns for every format: call it with the compiled model's positional and keyword inputs.
+
+    `.format` is "exported_program", "aot_inductor" or "engine"; `.engines` lists each engine (name, record, plan where
+    the format holds it); `.input_specs` the inputs as record-style {name, dtype, shape} (None where the artifact does
+    not say); `.symbols` the dynamic dims' {name: (min, max)}. Engine refusals and shapes outside the compiled ranges
+    raise IncompatibleEngineError.
+    """
+
+    def __init__(self, fmt: str, runner, engines: list, symbols: dict, input_specs: Optional[list], exported=None):
+        super().__init__()
+        self.format = fmt
+        self.engines = engines
+        self.runner = runner            # an nn.Module (.ep, .engine: moves with .to()) or AOTInductor's runner (.pt2)
+        self.symbols = symbols
+        self.input_specs = input_specs
+        self.program = exported         # the ExportedProgram of an .ep, else None
+        self._trtpack_program = exported  # save() writes it again as is
+        self.ranges = names.ranges_text(symbols)
+
+    def forward(self, *args, **kwargs):
+        return guard.call(self.runner, args, kwargs, self.ranges)
+
+
+def _graph_tensors(ep: torch.export.ExportedProgram) -> dict:
+    """placeholder name -> tensor, for lifted parameters, buffers and constants."""
+    sig = ep.graph_signature
+    found = {}
+    for name, target in {**sig.inputs_to_parameters, **sig.inputs_to_buffers}.items():
+        found[name] = ep.state_dict.get(target, ep.constants.get(target))
+    for name, target in sig.inputs_to_lifted_tensor_constants.items():
+        found[name] = ep.constants[target]
+    return found
+
+
+def engines(program) -> list:
+    """Every engine of an ExportedProgram or GraphModule, in graph order, each once."""
+    if isinstance(program, torch.export.ExportedProgram):
+        graph, tensors = program.graph, _graph_tensors(program)
+    else:
+        graph = program.graph
+        tensors = {n.name: _get_attr(program, n.target) for n in graph.nodes if n.op == "get_attr"}
+    by_meta = {}
+    for node in graph.nodes:
+        if node.op != "call_function" or node.target not in (EXECUTE, USABLE):
+            continue
+        _, plan_node, meta = node.args
+        if meta not in by_meta:
+            plan = tensors.get(plan_node.name)
+            if plan is None:
+                raise FormatError(f"trtpack: engine plan argument {plan_node.name!r} is not a stored tensor; "
+                                  "the program was not produced by trtpack.compile. Recompile it.")
+            by_meta[meta] = Engine(record.decode_meta(meta)["name"], meta, plan, fallback=False)
+        if node.target is USABLE:
+            by_meta[meta].fallback = True
+    return list(by_meta.values())
+
+
+def _get_attr(module, target: str):
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module
+
+
+def validate(program, verify_hash: bool = False) -> list:
+    """Checks every engine record against its plan; returns the engines."""
+    found = engines(program)
+    for engine in found:
+        record.check_plan(engine.meta, engine.plan, verify_hash=verify_hash)
+    return found
+
+
+def program_to_save(module, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=None) -> torch.export.ExportedProgram:
+    """The ExportedProgram to write: the one compile() (or load) recorded, as compiled, unless new dynamic_shapes are
+    given; then the module is exported again with them, and any dim they narrow is named in a warning."""
+    if isinstance(module, torch.export.ExportedProgram):
+        return module
+    recorded = getattr(module, "_trtpack_program", None)
+    if recorded is not None and dynamic_shapes is None:
+        return recorded  # example inputs alone are no reason to re-export: the compiled ranges stay
+    if isinstance(module, LoadedProgram):
+        raise TrtpackError(f"trtpack: this program was loaded from a {module.format} artifact, which cannot be "
+                           "exported again; save the .ep it came from, or compile the model again.")
+    if arg_inputs is None and kwarg_inputs is None:
+        raise TrtpackError("trtpack: save() needs arg_inputs (and dynamic_shapes) to export a module that "
+                           "trtpack.compile did not return. Pass the example inputs you compiled with.")
+    from trtpack.compiler.export import export_program
+    program = export_program(module, tuple(arg_inputs or ()), dict(kwarg_inputs or {}), dynamic_shapes, decompose=False)
+    if recorded is not None:
+        _warn_narrowed(input_dim_ranges(recorded), input_dim_ranges(program))
+    return program
+
+
+def input_dim_ranges(program: torch.export.ExportedProgram) -> dict:
+    """(user input index, dim) -> (min, max) of every dynamic dim; max None when unbounded."""
+    ranges = {}
+    for index, node in enumerate(user_input_nodes(program)):
+        value = node.meta.get("val")
+        for dim, size in enumerate(getattr(value, "shape", ())):
+            if isinstance(size, torch.SymInt):
+                bounds = program.range_constraints.get(size.node.expr)
+                if bounds is not None:
+                    ranges[(index, dim)] = (int(bounds.lower), int(bounds.upper) if bounds.upper.is_finite else None)
+    return ranges
+
+
+def _warn_narrowed(compiled: dict, new: dict) -> None:
+    inf = float("inf")
+    narrowed = [f"input {i} dim {d}: [{lo}, {hi}] -> {list(new.get((i, d), ('static', 'static')))}"
+                for (i, d), (lo, hi) in compiled.items()
+                if (i, d) not in new or new[(i, d)][0] > lo or (new[(i, d)][1] or inf) < (hi or inf)]
+    if narrowed:
+        warnings.warn("trtpack: the dynamic_shapes given to save() narrow what was compiled (" + "; ".join(narrowed) +
+                      "). The saved program refuses sizes outside the new ranges; pass the compiled ranges to keep "
+                      "them.", stacklevel=3)
+
+
+def user_input_nodes(program: torch.export.ExportedProgram) -> list:
+    user = set(program.graph_signature.user_inputs)
+    return [n for n in program.graph.nodes if n.op == "placeholder" and n.name in user]
+
+
+def tensor_spec(name: str, value) -> dict:
+    """A record-style {name, dtype, shape} of a graph value (dims: int, or the symbol's expression); dtype and shape
+    None for a value that is not a tensor."""
+    if not isinstance(value, torch.Tensor):
+        return {"name": name, "dtype": None, "shape": None}
+    return {"name": name, "dtype": names.dtype_name(value.dtype),
+            "shape": [int(d) if isinstance(d, int) else str(d) for d in value.shape]}
+
+
+def describe_program(program: torch.export.ExportedProgram) -> dict:
+    """The manifest's "program" part: user inputs and outputs (record-style specs) and the dynamic ranges."""
+    signature = program.graph_signature
+    output_node = next(n for n in program.graph.nodes if n.op == "output")
+    values = {n.name: n.meta.get("val") for n in output_node.args[0] if isinstance(n, torch.fx.Node)}
+    outputs = [spec.arg.name for spec in signature.output_specs if spec.kind.name == "USER_OUTPUT"]
+    return {"inputs": [tensor_spec(n.name, n.meta.get("val")) for n in user_input_nodes(program)],
+            "outputs": [tensor_spec(name, values.get(name)) for name in outputs],
+            "symbols": {name: list(bounds) for name, bounds in names.program_ranges(program).items()}}
+
+
+def warn_version_skew(found: list) -> None:
+    from trtpack import __version__
+    built = {e.record["trtpack_version"] for e in found}
+    skewed = sorted(v for v in built if v.split(".")[:2] != __version__.split(".")[:2])
+    if skewed:
+        warnings.warn(f"trtpack: this program was saved by trtpack {', '.join(skewed)}; this is trtpack "
+                      f"{__version__}. It loads, but re-save it with this version to silence this warning.",
+                      stacklevel=4)
+
+
+def warn_unusable(found: list, device) -> None:
+    here = machine.describe(device)
+    for engine in found:
+        verdict = record.compatibility(engine.record, here)
+        if not verdict["usable"]:
+            then = "its PyTorch fallback will run" if engine.fallback else "calling it raises IncompatibleEngineError"
+            warnings.warn(f"trtpack: engine {engine.name!r} cannot run here ({verdict['reason']}); {then}.",
+                          stacklevel=4)

@@ -1,0 +1,3 @@
+from trtpack.cli.main import main
+
+main()

@@ -1,0 +1,85 @@
+"""The CLI's commands on a saved artifact: inspect (text form), run, extract. Each reads the artifact once."""
+import time
+import warnings
+
+import torch
+
+import trtpack
+from trtpack import machine, record
+from trtpack.artifacts import engine as engine_file, sniff
+from trtpack.cli import roundtrip
+
+
+def format_inspect(info: dict) -> str:
+    lines = [f"{info['path']}: {info['format']}, {info['size']:,} bytes, trtpack {info.get('trtpack_version')}, "
+             f"torch {info.get('torch_version')}"]
+    if "inputs" in info:
+        lines.append(f"  inputs: {', '.join(info['inputs'])}   outputs: {', '.join(info['outputs'])}")
+    for sym, (lo, hi) in info.get("symbols", {}).items():
+        lines.append(f"  symbol {sym}: [{lo}, {'inf' if hi is None else hi}]")
+    for e in info["engines"]:
+        lines.append(f"  engine {e['name']}: {e['backend']} {e['backend_version']}, targets {','.join(e['targets'])}, "
+                     f"plan {e['plan_size']:,} bytes, sha256 {e['plan_sha256'][:16]}…, "
+                     f"fallback {'yes' if e['fallback'] else 'no'}")
+        for kind in ("inputs", "outputs"):
+            specs = ", ".join(f"{t['name']}:{t['dtype']}{list(t['shape'])}" for t in e[kind])
+            lines.append(f"    {kind}: {specs}")
+        lines.append(f"    here: {'usable' if e['usable_here'] else 'not usable'}" +
+                     (f" — {e['reason']}" if e["reason"] else ""))
+    lines.append(f"  runs on this machine: {'yes' if info['runs_here'] else 'no'}")
+    return "\n".join(lines)
+
+
+def run(path: str, *, inputs=None, iterations: int = 20, trust_native_code: bool = False) -> None:
+    program = trtpack.load(path, trust_native_code=trust_native_code)
+    if inputs:
+        args, kwargs, _ = roundtrip.read_case(inputs)
+    else:
+        args, kwargs = random_inputs(path, program), {}
+    here = machine.describe(None)
+    ran = "tensorrt" if all(record.compatibility(e.record, here)["usable"] for e in program.engines) \
+        else "pytorch fallback"
+    with torch.no_grad():
+        program(*args, **kwargs)  # warm-up (deserializes engines)
+        times = []
+        for _ in range(iterations):
+            start = time.perf_counter()
+            program(*args, **kwargs)
+            times.append((time.perf_counter() - start) * 1e3)
+    times.sort()
+    pick = lambda q: times[min(len(times) - 1, int(q * len(times)))]  # noqa: E731
+    print(f"{path}: {iterations} iterations via {ran}: p50 {pick(0.5):.3f} ms, p90 {pick(0.9):.3f} ms, "
+          f"p99 {pick(0.99):.3f} ms, min {times[0]:.3f} ms")
+
+
+def random_inputs(path: str, program) -> list:
+    """Random tensors shaped like the program's inputs: each dynamic dim of an engine at its 'opt' size, of a
+    program at the smallest size it takes."""
+    specs = program.input_specs
+    if program.format == "engine":
+        sizes = {name: r["opt"] for name, r in program.engines[0].record["symbols"].items()}
+    else:  # the program's own symbols, which are not the engines' s0, s1...
+        sizes = {name: max(low, 1) for name, (low, _) in program.symbols.items()}
+    if specs is None or any(spec["dtype"] is None for spec in specs):
+        raise trtpack.TrtpackError(f"trtpack: {path} does not record its inputs' shapes (or takes non-tensor inputs); "
+                                   "pass --inputs (a safetensors file with in.0, in.1, ...)")
+    try:
+        shapes = [[record.eval_dim(d, sizes) for d in spec["shape"]] for spec in specs]
+    except trtpack.FormatError:
+        raise trtpack.TrtpackError(f"trtpack: {path}'s inputs have dims no engine records a size for; pass --inputs "
+                                   "(a safetensors file with in.0, in.1, ...)") from None
+    return [torch.randn(shape).to(getattr(torch, spec["dtype"])) for shape, spec in zip(shapes, specs)]
+
+
+def extract(path: str, name: str, out: str) -> None:
+    if sniff(path) == "aot_inductor":
+        raise trtpack.FormatError(f"trtpack: {path} is an AOTInductor package, which keeps its plans inside the "
+                                  "compiled package; extract the engine from the .ep saved from the same program.")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = trtpack.load(path)
+    found = {e.name: e for e in program.engines}
+    if name not in found:
+        raise trtpack.TrtpackError(f"trtpack: {path} has no engine {name!r}; it has: {', '.join(found) or 'none'}")
+    engine_file.write(found[name], out)
+    print(f"wrote {out} ({found[name].plan.numel():,} bytes) and {out}.json")
