@@ -1,7 +1,9 @@
 #include "core/engine_record.h"
 
 #include <algorithm>
+#include <iterator>
 #include <set>
+#include <type_traits>
 
 namespace trtpack::core {
 namespace {
@@ -13,17 +15,55 @@ constexpr const char* kSeeSpec = " (the fields and their types are in docs/FORMA
 std::string at(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
 std::string at(const std::string& path, size_t index) { return path + "[" + std::to_string(index) + "]"; }
 
-const json& require(const json& obj, const std::string& path, const char* key) {
-  auto it = obj.find(key);
-  if (it == obj.end())
-    throw RecordError(at(path, key), "missing; every record needs it (see docs/FORMAT.md)");
-  return *it;
+template <size_t N>
+std::string braced_keys(const FieldInfo (&fields)[N]) {
+  std::string out = "{";
+  for (const FieldInfo& f : fields) out += (out.size() > 1 ? ", " : "") + std::string(f.key);
+  return out + "}";
 }
 
-std::string get_string(const json& obj, const std::string& path, const char* key) {
-  const json& v = require(obj, path, key);
-  if (!v.is_string()) throw RecordError(at(path, key), "must be a string, got " + std::string(v.type_name()) + kSeeSpec);
-  return v.get<std::string>();
+std::string kind_phrase(FieldKind kind) {
+  switch (kind) {
+    case FieldKind::kString: return "a string";
+    case FieldKind::kInteger: return "an integer";
+    case FieldKind::kVersion: return "[major, minor] with two non-negative integers";
+    case FieldKind::kStringList: return "a list of strings";
+    case FieldKind::kDimList: return "a list of dims";
+    case FieldKind::kTensorList: return "a list of " + braced_keys(kTensorFields) + " objects";
+    case FieldKind::kSymbolMap: return "an object {name: " + braced_keys(kSymbolRangeFields) + "}";
+    case FieldKind::kObject: return "an object";
+  }
+  return "?";
+}
+
+// The C++ type that holds each kind: the static_asserts below keep the field tables and the structs in step.
+template <class T> constexpr bool always_false = false;
+template <class T>
+constexpr FieldKind kind_of() {
+  if constexpr (std::is_same_v<T, std::string>) return FieldKind::kString;
+  else if constexpr (std::is_same_v<T, int64_t> || std::is_same_v<T, uint64_t>) return FieldKind::kInteger;
+  else if constexpr (std::is_same_v<T, std::array<int64_t, 2>>) return FieldKind::kVersion;
+  else if constexpr (std::is_same_v<T, std::vector<std::string>>) return FieldKind::kStringList;
+  else if constexpr (std::is_same_v<T, std::vector<Dim>>) return FieldKind::kDimList;
+  else if constexpr (std::is_same_v<T, std::vector<TensorSpec>>) return FieldKind::kTensorList;
+  else if constexpr (std::is_same_v<T, std::map<std::string, SymbolRange>>) return FieldKind::kSymbolMap;
+  else if constexpr (std::is_same_v<T, json>) return FieldKind::kObject;
+  else static_assert(always_false<T>, "no FieldKind holds this type");
+}
+#define TRTPACK_META_KIND(key, kind, required, since, doc) \
+  static_assert(kind_of<decltype(EngineMeta::key)>() == FieldKind::kind, "EngineMeta::" #key " does not hold its kind");
+#define TRTPACK_TENSOR_KIND(key, kind, required, since, doc) \
+  static_assert(kind_of<decltype(TensorSpec::key)>() == FieldKind::kind, "TensorSpec::" #key " does not hold its kind");
+#define TRTPACK_RANGE_KIND(key, kind, required, since, doc) \
+  static_assert(kind_of<decltype(SymbolRange::key)>() == FieldKind::kind, "SymbolRange::" #key " does not hold its kind");
+TRTPACK_META_FIELDS(TRTPACK_META_KIND)
+TRTPACK_TENSOR_FIELDS(TRTPACK_TENSOR_KIND)
+TRTPACK_SYMBOL_RANGE_FIELDS(TRTPACK_RANGE_KIND)
+
+// --- reading: one read_value per C++ type; `field` is the value's JSON path, for messages ---------
+
+[[noreturn]] void wrong_kind(const json& v, const std::string& field, FieldKind kind) {
+  throw RecordError(field, "must be " + kind_phrase(kind) + ", got " + v.type_name() + kSeeSpec);
 }
 
 int64_t get_int(const json& v, const std::string& field) {
@@ -35,68 +75,140 @@ int64_t get_int(const json& v, const std::string& field) {
   return v.get<int64_t>();
 }
 
-const json& get_typed(const json& obj, const std::string& path, const char* key, json::value_t type, const char* what) {
-  const json& v = require(obj, path, key);
-  if (v.type() != type) throw RecordError(at(path, key), std::string("must be ") + what + ", got " + v.type_name() + kSeeSpec);
-  return v;
-}
-
-void reject_unknown_keys(const json& obj, const std::string& path, std::initializer_list<const char*> known) {
+template <size_t N>
+void reject_unknown_keys(const json& obj, const std::string& path, const FieldInfo (&fields)[N]) {
   for (const auto& item : obj.items()) {
-    if (std::none_of(known.begin(), known.end(), [&](const char* k) { return item.key() == k; }))
+    if (std::none_of(std::begin(fields), std::end(fields), [&](const FieldInfo& f) { return item.key() == f.key; }))
       throw RecordError(at(path, item.key()), "unknown key; remove it or check its spelling (see docs/FORMAT.md)");
   }
 }
 
-std::vector<TensorSpec> read_tensors(const json& obj, const char* key) {
-  const json& list = get_typed(obj, "", key, json::value_t::array, "a list of {name, dtype, shape} objects");
-  std::vector<TensorSpec> specs;
-  for (size_t i = 0; i < list.size(); ++i) {
-    std::string path = at(key, i);
-    if (!list[i].is_object()) throw RecordError(path, "must be an object {name, dtype, shape}");
-    reject_unknown_keys(list[i], path, {"name", "dtype", "shape"});
-    TensorSpec spec{get_string(list[i], path, "name"), get_string(list[i], path, "dtype"), {}};
-    const json& shape = get_typed(list[i], path, "shape", json::value_t::array, "a list of dims");
-    for (size_t d = 0; d < shape.size(); ++d) {
-      if (shape[d].is_string()) spec.shape.emplace_back(shape[d].get<std::string>());
-      else if (shape[d].is_number_integer()) spec.shape.emplace_back(get_int(shape[d], at(at(path, "shape"), d)));
-      else throw RecordError(at(at(path, "shape"), d), "must be an int >= 0 or an expression string");
-    }
-    specs.push_back(std::move(spec));
-  }
-  return specs;
+void read_value(const json& v, const std::string& field, std::string& out) {
+  if (!v.is_string()) wrong_kind(v, field, FieldKind::kString);
+  out = v.get<std::string>();
 }
 
-std::map<std::string, SymbolRange> read_symbols(const json& obj) {
-  const json& symbols = get_typed(obj, "", "symbols", json::value_t::object, "an object {name: {min, opt, max}}");
-  std::map<std::string, SymbolRange> out;
-  for (const auto& item : symbols.items()) {
-    std::string path = at("symbols", item.key());
-    if (!item.value().is_object()) throw RecordError(path, "must be an object {min, opt, max}");
-    reject_unknown_keys(item.value(), path, {"min", "opt", "max"});
-    out[item.key()] = {get_int(require(item.value(), path, "min"), at(path, "min")),
-                       get_int(require(item.value(), path, "opt"), at(path, "opt")),
-                       get_int(require(item.value(), path, "max"), at(path, "max"))};
+void read_value(const json& v, const std::string& field, int64_t& out) { out = get_int(v, field); }
+
+void read_value(const json& v, const std::string& field, uint64_t& out) {
+  int64_t value = get_int(v, field);
+  if (value < 0) throw RecordError(field, "must be >= 0, got " + std::to_string(value));
+  out = static_cast<uint64_t>(value);
+}
+
+void read_value(const json& v, const std::string& field, std::array<int64_t, 2>& out) {
+  if (!v.is_array() || v.size() != 2 || !is_non_negative_int(v[0]) || !is_non_negative_int(v[1]))
+    throw RecordError(field, "must be " + kind_phrase(FieldKind::kVersion) + ", got " + v.dump());
+  out = {get_int(v[0], at(field, 0)), get_int(v[1], at(field, 1))};
+}
+
+void read_value(const json& v, const std::string& field, std::vector<std::string>& out) {
+  if (!v.is_array()) wrong_kind(v, field, FieldKind::kStringList);
+  for (size_t i = 0; i < v.size(); ++i) {
+    if (!v[i].is_string()) throw RecordError(at(field, i), "must be a string");
+    out.push_back(v[i].get<std::string>());
   }
-  return out;
+}
+
+void read_value(const json& v, const std::string& field, std::vector<Dim>& out) {
+  if (!v.is_array()) wrong_kind(v, field, FieldKind::kDimList);
+  for (size_t d = 0; d < v.size(); ++d) {
+    if (v[d].is_string()) out.emplace_back(v[d].get<std::string>());
+    else if (v[d].is_number_integer()) out.emplace_back(get_int(v[d], at(field, d)));
+    else throw RecordError(at(field, d), "must be an int >= 0 or an expression string");
+  }
+}
+
+void read_value(const json& v, const std::string& field, json& out) {
+  if (!v.is_object()) wrong_kind(v, field, FieldKind::kObject);
+  out = v;
+}
+
+void read_value(const json& v, const std::string& field, TensorSpec& out);
+void read_value(const json& v, const std::string& field, SymbolRange& out);
+void read_value(const json& v, const std::string& field, std::vector<TensorSpec>& out);
+void read_value(const json& v, const std::string& field, std::map<std::string, SymbolRange>& out);
+
+// A key of `obj` (at `path`) into `out`; a required key must be there.
+template <class T>
+void read_field(const json& obj, const std::string& path, const char* key, bool required, T& out) {
+  auto it = obj.find(key);
+  if (it == obj.end()) {
+    if (required) throw RecordError(at(path, key), "missing; every record needs it (see docs/FORMAT.md)");
+    return;
+  }
+  read_value(*it, at(path, key), out);
+}
+
+#define TRTPACK_READ(key, kind, required, since, doc) read_field(v, field, #key, required, out.key);
+
+void read_value(const json& v, const std::string& field, TensorSpec& out) {
+  if (!v.is_object()) throw RecordError(field, "must be an object " + braced_keys(kTensorFields));
+  reject_unknown_keys(v, field, kTensorFields);
+  TRTPACK_TENSOR_FIELDS(TRTPACK_READ)
+}
+
+void read_value(const json& v, const std::string& field, SymbolRange& out) {
+  if (!v.is_object()) throw RecordError(field, "must be an object " + braced_keys(kSymbolRangeFields));
+  reject_unknown_keys(v, field, kSymbolRangeFields);
+  TRTPACK_SYMBOL_RANGE_FIELDS(TRTPACK_READ)
+}
+
+void read_value(const json& v, const std::string& field, EngineMeta& out) { TRTPACK_META_FIELDS(TRTPACK_READ) }
+
+void read_value(const json& v, const std::string& field, std::vector<TensorSpec>& out) {
+  if (!v.is_array()) wrong_kind(v, field, FieldKind::kTensorList);
+  out.resize(v.size());
+  for (size_t i = 0; i < v.size(); ++i) read_value(v[i], at(field, i), out[i]);
+}
+
+void read_value(const json& v, const std::string& field, std::map<std::string, SymbolRange>& out) {
+  if (!v.is_object()) wrong_kind(v, field, FieldKind::kSymbolMap);
+  for (const auto& item : v.items()) read_value(item.value(), at(field, item.key()), out[item.key()]);
 }
 
 std::array<int64_t, 2> read_version(const json& j) {
-  const json& v = require(j, "", "format_version");
-  if (!v.is_array() || v.size() != 2 || !is_non_negative_int(v[0]) || !is_non_negative_int(v[1]))
-    throw RecordError("format_version", "must be [major, minor] with two non-negative integers, got " + v.dump());
-  return {get_int(v[0], "format_version[0]"), get_int(v[1], "format_version[1]")};
+  std::array<int64_t, 2> version{};
+  read_field(j, "", "format_version", true, version);
+  return version;
 }
 
-json dims_to_json(const std::vector<Dim>& shape) {
+// --- writing: one to_json_value per C++ type -------------------------------------------------------
+
+template <class T>
+json to_json_value(const T& v) {  // strings, integers, the version, string lists, the build object
+  return json(v);
+}
+
+json to_json_value(const std::vector<Dim>& shape) {
   json out = json::array();
   for (const Dim& d : shape) std::visit([&](const auto& v) { out.push_back(v); }, d);
   return out;
 }
 
-json tensors_to_json(const std::vector<TensorSpec>& specs) {
+#define TRTPACK_WRITE(key, kind, required, since, doc) out[#key] = to_json_value(in.key);
+
+json to_json_value(const TensorSpec& in) {
+  json out = json::object();
+  TRTPACK_TENSOR_FIELDS(TRTPACK_WRITE)
+  return out;
+}
+
+json to_json_value(const SymbolRange& in) {
+  json out = json::object();
+  TRTPACK_SYMBOL_RANGE_FIELDS(TRTPACK_WRITE)
+  return out;
+}
+
+json to_json_value(const std::vector<TensorSpec>& specs) {
   json out = json::array();
-  for (const TensorSpec& s : specs) out.push_back({{"name", s.name}, {"dtype", s.dtype}, {"shape", dims_to_json(s.shape)}});
+  for (const TensorSpec& s : specs) out.push_back(to_json_value(s));
+  return out;
+}
+
+json to_json_value(const std::map<std::string, SymbolRange>& ranges) {
+  json out = json::object();
+  for (const auto& [name, range] : ranges) out[name] = to_json_value(range);
   return out;
 }
 
@@ -137,7 +249,8 @@ EngineMeta parse_meta(std::string_view json_text) {
 
 EngineMeta meta_from_json(json j) {
   if (!j.is_object()) throw RecordError("meta", "must be a JSON object, got " + std::string(j.type_name()));
-  std::string format = get_string(j, "", "format");
+  std::string format;
+  read_field(j, "", "format", true, format);
   if (format != kFormatId)
     throw RecordError("format", "is \"" + format + "\", expected \"" + kFormatId + "\": this is not a trtpack engine record");
   auto version = read_version(j);
@@ -150,60 +263,25 @@ EngineMeta meta_from_json(json j) {
     upgrade_to_current(j);
     version = read_version(j);
   }
-  EngineMeta m;
-  m.format_version = version;
-  m.name = get_string(j, "", "name");
-  m.backend = get_string(j, "", "backend");
-  m.backend_version = get_string(j, "", "backend_version");
-  const json& targets = get_typed(j, "", "targets", json::value_t::array, "a list of strings like \"sm86\"");
-  for (size_t i = 0; i < targets.size(); ++i) {
-    if (!targets[i].is_string()) throw RecordError(at("targets", i), "must be a string like \"sm86\"");
-    m.targets.push_back(targets[i].get<std::string>());
-  }
-  m.trtpack_version = get_string(j, "", "trtpack_version");
-  m.torch_version = get_string(j, "", "torch_version");
-  int64_t plan_size = get_int(require(j, "", "plan_size"), "plan_size");
-  if (plan_size < 0) throw RecordError("plan_size", "must be >= 0, got " + std::to_string(plan_size));
-  m.plan_size = static_cast<uint64_t>(plan_size);
-  m.plan_sha256 = get_string(j, "", "plan_sha256");
-  m.inputs = read_tensors(j, "inputs");
-  m.outputs = read_tensors(j, "outputs");
-  m.symbols = read_symbols(j);
-  m.build = get_typed(j, "", "build", json::value_t::object, "an object of build settings");
-  static const std::set<std::string> kKnown{"format", "format_version", "name", "backend", "backend_version",
-                                            "targets", "trtpack_version", "torch_version", "plan_size",
-                                            "plan_sha256", "inputs", "outputs", "symbols", "build"};
+  EngineMeta out;
+  read_value(j, "", out);
   for (const auto& item : j.items()) {
-    if (kKnown.count(item.key())) continue;
+    if (std::any_of(std::begin(kMetaFields), std::end(kMetaFields), [&](const FieldInfo& f) { return item.key() == f.key; }))
+      continue;
     if (version[1] <= kFormatMinor)
       throw RecordError(item.key(), "unknown key in a format " + std::to_string(version[0]) + "." +
                                         std::to_string(version[1]) + " record; remove it or check its spelling");
-    m.extra[item.key()] = item.value();  // added by a newer minor version: kept, not interpreted
+    out.extra[item.key()] = item.value();  // added by a newer minor version: kept, not interpreted
   }
-  validate(m);
-  return m;
+  validate(out);
+  return out;
 }
 
-json meta_to_json(const EngineMeta& m) {
-  validate(m);
-  json symbols = json::object();
-  for (const auto& [name, r] : m.symbols) symbols[name] = {{"min", r.min}, {"opt", r.opt}, {"max", r.max}};
-  json j = m.extra;
-  j.update(json{{"format", kFormatId},
-                {"format_version", m.format_version},
-                {"name", m.name},
-                {"backend", m.backend},
-                {"backend_version", m.backend_version},
-                {"targets", m.targets},
-                {"trtpack_version", m.trtpack_version},
-                {"torch_version", m.torch_version},
-                {"plan_size", m.plan_size},
-                {"plan_sha256", m.plan_sha256},
-                {"inputs", tensors_to_json(m.inputs)},
-                {"outputs", tensors_to_json(m.outputs)},
-                {"symbols", symbols},
-                {"build", m.build}});
-  return j;
+json meta_to_json(const EngineMeta& in) {
+  validate(in);
+  json out = in.extra;
+  TRTPACK_META_FIELDS(TRTPACK_WRITE)
+  return out;
 }
 
 std::string canonical_dump(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::strict); }

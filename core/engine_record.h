@@ -11,6 +11,7 @@
 
 #include "core/dim_expr.h"
 #include "core/record_error.h"
+#include "core/record_fields.h"
 
 namespace trtpack::core {
 
@@ -24,6 +25,8 @@ inline constexpr size_t kMaxRank = 8;                           // TensorRT's ow
 
 // "float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool".
 const std::vector<std::string>& allowed_dtypes();
+
+// The structs below hold one member per field of core/record_fields.h, named by its key.
 
 // One dimension: a non-negative int, or an expression over declared symbols (kept as written).
 using Dim = std::variant<int64_t, std::string>;
@@ -39,6 +42,7 @@ struct SymbolRange {
 };
 
 struct EngineMeta {
+  std::string format = kFormatId;
   std::array<int64_t, 2> format_version{kFormatMajor, kFormatMinor};
   std::string name;
   std::string backend;           // "tensorrt_rtx" | "tensorrt"

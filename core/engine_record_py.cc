@@ -44,6 +44,14 @@ py::object lenient_str(std::string_view text) {
       PyUnicode_DecodeUTF8(text.data(), static_cast<Py_ssize_t>(text.size()), "replace"));
 }
 
+template <size_t N>
+py::tuple fields_tuple(const FieldInfo (&fields)[N]) {
+  py::list out;
+  for (const FieldInfo& f : fields)
+    out.append(py::make_tuple(f.key, std::string(kind_name(f.kind)), f.required, f.since, f.doc));
+  return py::tuple(out);
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_trtpack_core, m) {
@@ -53,6 +61,10 @@ PYBIND11_MODULE(_trtpack_core, m) {
   m.attr("FORMAT_VERSION") = py::make_tuple(kFormatMajor, kFormatMinor);
   m.attr("MAX_PLAN_SIZE") = kMaxPlanSize;
   m.attr("DTYPES") = py::tuple(py::cast(allowed_dtypes()));
+  // (key, kind, required, since, doc) per field, from core/record_fields.h.
+  m.attr("FIELDS") = fields_tuple(kMetaFields);
+  m.attr("TENSOR_FIELDS") = fields_tuple(kTensorFields);
+  m.attr("SYMBOL_RANGE_FIELDS") = fields_tuple(kSymbolRangeFields);
   py::dict bits;
   for (const auto& [bit, name] : target_bits()) bits[py::str(name)] = bit;
   m.attr("TARGET_BITS") = bits;

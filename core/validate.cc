@@ -80,6 +80,8 @@ void check_tensors(const std::vector<TensorSpec>& specs, const char* list, const
 }  // namespace
 
 void validate(const EngineMeta& m) {
+  if (m.format != kFormatId)
+    throw RecordError("format", "is \"" + m.format + "\", expected \"" + kFormatId + "\": this is not a trtpack engine record");
   if (m.format_version[0] != kFormatMajor || m.format_version[1] < 0)
     throw RecordError("format_version", "must be [" + std::to_string(kFormatMajor) + ", minor] after upgrading");
   if (!matches(m.name, "[A-Za-z0-9_.-]{1,128}"))

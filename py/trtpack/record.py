@@ -5,7 +5,7 @@ upgrading and compatibility reasoning; this module converts Python values and tu
 errors into `trtpack.FormatError` (with `.field` naming the field that failed).
 """
 import json
-from typing import Any, Dict, Optional, Union
+from typing import Any, Dict, NamedTuple, Optional, Tuple, Union
 
 from trtpack._native import core as _core
 from trtpack.errors import FormatError
@@ -17,6 +17,20 @@ TARGET_BITS: Dict[str, int] = dict(_core.TARGET_BITS)
 MAX_PLAN_SIZE: int = _core.MAX_PLAN_SIZE
 
 Meta = Union[str, Dict[str, Any]]
+
+
+class Field(NamedTuple):
+    """One key of the record, as core/record_fields.h defines it (the one field table; C++ parses and writes by it)."""
+    name: str
+    kind: str       # "string", "integer", "version", "string_list", "dim_list", "tensor_list", "symbol_map", "object"
+    required: bool  # every record of the current major version has it
+    since: int      # the minor version that added it (0: there since X.0); keys added by a minor bump are optional
+    doc: str
+
+
+FIELDS: Tuple[Field, ...] = tuple(Field(*f) for f in _core.FIELDS)  # top-level meta keys, in table order
+TENSOR_FIELDS: Tuple[Field, ...] = tuple(Field(*f) for f in _core.TENSOR_FIELDS)  # keys of an inputs/outputs entry
+SYMBOL_RANGE_FIELDS: Tuple[Field, ...] = tuple(Field(*f) for f in _core.SYMBOL_RANGE_FIELDS)  # keys of a symbols value
 
 
 def _call(fn, *args):
@@ -131,5 +145,6 @@ def compatibility(meta: Meta, machine: Dict[str, Any]) -> Dict[str, Any]:
     return {"usable": usable, "reason": reason}
 
 
-__all__ = ["DTYPES", "FORMAT_ID", "FORMAT_VERSION", "MAX_PLAN_SIZE", "TARGET_BITS", "check_plan", "compatibility",
-           "decode_meta", "encode_meta", "eval_dim", "parse_dim", "plan_header"]
+__all__ = ["DTYPES", "FIELDS", "FORMAT_ID", "FORMAT_VERSION", "Field", "MAX_PLAN_SIZE", "SYMBOL_RANGE_FIELDS",
+           "TARGET_BITS", "TENSOR_FIELDS", "check_plan", "compatibility", "decode_meta", "encode_meta", "eval_dim",
+           "parse_dim", "plan_header"]

@@ -2,6 +2,8 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+
 #include "tests/core/test_util.h"
 
 namespace trtpack::core {
@@ -97,10 +99,46 @@ TEST(Validation, TextLevelErrors) {
 }
 
 TEST(Validation, EveryRequiredFieldIsRequired) {
-  for (const char* key : {"format", "format_version", "name", "backend", "backend_version", "targets",
-                          "trtpack_version", "torch_version", "plan_size", "plan_sha256", "inputs", "outputs",
-                          "symbols", "build"})
-    EXPECT_TRUE(rejects([&](json& j) { j.erase(key); }, key, "missing")) << key;
+  for (const FieldInfo& f : kMetaFields)
+    if (f.required) {
+      EXPECT_TRUE(rejects([&](json& j) { j.erase(f.key); }, f.key, "missing")) << f.key;
+    }
+  for (const FieldInfo& f : kTensorFields)
+    EXPECT_TRUE(rejects([&](json& j) { j["inputs"][0].erase(f.key); }, std::string("inputs[0].") + f.key, "missing"));
+  for (const FieldInfo& f : kSymbolRangeFields)
+    EXPECT_TRUE(rejects([&](json& j) { j["symbols"]["s0"].erase(f.key); }, std::string("symbols.s0.") + f.key, "missing"));
+}
+
+// The writer and the parser are driven by the same tables: a record is written with exactly their keys.
+TEST(FieldTables, WriterWritesExactlyTheTableKeys) {
+  json j = meta_to_json(parse_meta(read_fixture("v1_0.json")));
+  std::vector<std::string> keys, tensor_keys, range_keys, want, want_tensor, want_range;
+  for (const auto& item : j.items()) keys.push_back(item.key());
+  for (const auto& item : j["inputs"][0].items()) tensor_keys.push_back(item.key());
+  for (const auto& item : j["symbols"]["s0"].items()) range_keys.push_back(item.key());
+  for (const FieldInfo& f : kMetaFields) want.push_back(f.key);
+  for (const FieldInfo& f : kTensorFields) want_tensor.push_back(f.key);
+  for (const FieldInfo& f : kSymbolRangeFields) want_range.push_back(f.key);
+  std::sort(want.begin(), want.end());  // nlohmann keeps object keys sorted
+  std::sort(want_tensor.begin(), want_tensor.end());
+  std::sort(want_range.begin(), want_range.end());
+  EXPECT_EQ(keys, want);
+  EXPECT_EQ(tensor_keys, want_tensor);
+  EXPECT_EQ(range_keys, want_range);
+}
+
+TEST(FieldTables, EveryTopLevelKindIsEnforced) {
+  // A value of the wrong JSON kind is refused for every field, with the kind's phrase.
+  for (const FieldInfo& f : kMetaFields) {
+    json wrong = f.kind == FieldKind::kString ? json(true) : json("text");
+    EXPECT_TRUE(rejects([&](json& j) { j[f.key] = wrong; }, f.key, "must be")) << f.key;
+  }
+}
+
+TEST(FieldTables, CppBuiltRecordsKeepTheFormatId) {
+  EngineMeta m = parse_meta(read_fixture("v1_0.json"));
+  m.format = "safetensors";
+  EXPECT_TRUE(fails_with([&] { encode_meta(m); }, "format", "not a trtpack engine record"));
 }
 
 TEST(Validation, WrongTypes) {
