@@ -138,6 +138,6 @@ def test_without_fallback_run_pt2_reports_the_cpu_kernel_error(tmp_path):
     save_file({"input_0": torch.randn(3, 6)}, str(in_path))
     proc = run([binary("tools/run_pt2"), str(path), "--inputs", str(in_path)])
     assert proc.returncode == 1
-    assert "TensorRT engine 'trt_region_0' runs only on CUDA devices" in proc.stderr, proc.stderr
-    with pytest.raises(RuntimeError, match="trt_region_0.* runs only on CUDA devices"):
+    assert "TensorRT engine 'trt_region_0' (built for " in proc.stderr and "runs only on CUDA devices" in proc.stderr, proc.stderr
+    with pytest.raises(RuntimeError, match=r"trt_region_0' \(built for sm.* with TensorRT-RTX .*\) runs only on CUDA devices"):
         pt2.load(path)(torch.randn(3, 6))

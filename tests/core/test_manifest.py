@@ -50,7 +50,10 @@ def manifest_1_0():
 def manifest_1_1():
     manifest = manifest_1_0()
     manifest["format_version"] = [1, 1]
-    manifest["program"] = {"inputs": ["x", "mask"], "outputs": ["output0"], "symbols": {"s0": [1, 64], "s1": [2, None]}}
+    manifest["program"] = {"inputs": [{"name": "x", "dtype": "float32", "shape": ["s0", 16]},
+                                      {"name": "scale", "dtype": None, "shape": None}],
+                           "outputs": [{"name": "output0", "dtype": "float32", "shape": ["s0", "2*s1"]}],
+                           "symbols": {"s0": [1, 64], "s1": [2, None]}}
     return manifest
 
 
@@ -89,8 +92,12 @@ def test_no_engines_and_newer_minors_validate(validator):
     lambda m: m.update(extra_key=1),
     lambda m: m["program"].pop("outputs"),
     lambda m: m["program"].update(inputs="x"),
-    lambda m: m["program"].update(inputs=["x", "x"]),
-    lambda m: m["program"].update(inputs=[""]),
+    lambda m: m["program"].update(inputs=["x"]),
+    lambda m: m["program"].update(inputs=[m["program"]["inputs"][0]] * 2),
+    lambda m: m["program"].update(inputs=[{"name": "", "dtype": None, "shape": None}]),
+    lambda m: m["program"]["inputs"][0].pop("dtype"),
+    lambda m: m["program"]["inputs"][0].update(shape=[-1]),
+    lambda m: m["program"]["outputs"][0].update(dtype="torch.float32"),
     lambda m: m["program"].update(kwargs=[]),
     lambda m: m["program"]["symbols"].update(s2=[1]),
     lambda m: m["program"]["symbols"].update(s2=[1, "inf"]),

@@ -44,7 +44,7 @@ def check_loads(folder):
         loaded = trtpack.load(os.path.join(folder, "program.ep"))
         torch.testing.assert_close(loaded(x), programs.reference(x))
         engine = trtpack.load(os.path.join(folder, "program.engine"))
-    assert engine.plan.numel() == 64 + BODY
+    assert engine.engines[0].plan.numel() == 64 + BODY
 
 
 def kill_a_saver(folder, rng):

@@ -43,7 +43,7 @@ def test_engine_usable_is_a_cpu_false_on_cpu_and_logs_the_reason_once_per_plan(c
 
 def test_execute_engine_on_cpu_says_to_use_cuda_or_fallback():
     plan, meta = _record("cpu_run")
-    with pytest.raises(RuntimeError, match="'cpu_run' runs only on CUDA devices.*fallback=True"):
+    with pytest.raises(RuntimeError, match=r"'cpu_run' \(built for sm.*TensorRT-RTX 1.7.1.116\) runs only on CUDA devices.*fallback=True"):
         torch.ops.trtpack.execute_engine([torch.randn(2, 3)], plan, meta)
 
 

@@ -157,3 +157,21 @@ def test_a_folder_or_fifo_is_refused_as_not_a_regular_file(tmp_path):
             trtpack.load(path)
         with pytest.raises(trtpack.FormatError, match="not a regular file"):
             trtpack.inspect(path)
+
+
+def test_the_manifest_trtpack_writes_follows_its_schema(mlp_fallback, tmp_path):
+    import json
+    import zipfile
+
+    import jsonschema
+
+    _, _, module = mlp_fallback
+    path = str(tmp_path / "mlp.ep")
+    trtpack.save(module, path)
+    with zipfile.ZipFile(path) as z:
+        [entry] = [n for n in z.namelist() if n.endswith("/extra/trtpack/manifest.json")]
+        written = json.loads(z.read(entry))
+    with open(os.path.join("docs", "manifest.schema.json")) as f:
+        jsonschema.validate(written, json.load(f))
+    assert written["format_version"] == [1, 1]
+    assert [(s["name"], s["dtype"], s["shape"][1]) for s in written["program"]["inputs"]] == [("x", "float32", 16)]
