@@ -17,7 +17,7 @@ import torch
 
 from trtpack import machine, record
 from trtpack.errors import FormatError, IncompatibleEngineError
-from trtpack.runtime import shapes
+from trtpack.runtime import shapes, standin
 from trtpack.runtime.trt_engine import LoadedEngine, run
 
 BACKEND_MODULES = tuple(machine.BACKEND_MODULES)
@@ -105,8 +105,10 @@ class Executor:
                 verdict = record.compatibility(spec.meta, self.machine(device))
                 raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} cannot run: {verdict['reason']}")
             record.check_plan(spec.meta, plan)
+            io = [(t.name, t.dtype_name, True) for t in spec.inputs] + [(t.name, t.dtype_name, False)
+                                                                          for t in spec.outputs]
             with self._device_guard(device):
-                loaded = LoadedEngine(trt, plan, spec.name, self._runtime_cache_path(spec, device))
+                loaded = LoadedEngine(trt, plan, spec.name, self._runtime_cache_path(spec, device), io)
             self._engines[key] = loaded
             return loaded
 
@@ -167,11 +169,10 @@ class Executor:
                                   "describe this plan: rebuild the engine with trtpack.")
             return torch.empty(shape, dtype=ts.dtype, device=device)
 
-        ranges = ", ".join(f"{k} in [{v['min']}, {v['max']}]" for k, v in spec.meta["symbols"].items()) or "static"
         with self._device_guard(device), context_lock:
             held = [x.contiguous() for x in inputs]  # alive until enqueued; the allocator orders reuse on the stream
-            outputs = run(context, [t.name for t in spec.inputs], held, [t.name for t in spec.outputs], allocate,
-                          stream_handle, spec.name, ranges)
+            outputs = run(context, spec.input_names, held, spec.output_names, allocate, stream_handle, spec.name,
+                          spec.ranges)
         try:
             loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it even on a crash
         except OSError as e:
@@ -184,11 +185,12 @@ _library: Optional[torch.library.Library] = None
 
 
 def register_cuda_kernels() -> bool:
-    """Registers the Python executor as the CUDA kernel of both ops, unless libtorchtrt_runtime.so has its own."""
+    """Registers the Python executor as the CUDA kernel of both ops, unless libtorchtrt_runtime.so has its own.
+    With TRTPACK_TENSORRT_STANDIN=1 its TensorRT is the computing stand-in (a test double, runtime/standin.py)."""
     global _executor, _library
     if _library is not None or torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA"):
         return False
-    _executor = Executor()
+    _executor = standin.executor() if standin.requested() else Executor()
     _library = torch.library.Library("trtpack", "IMPL")
     _library.impl("execute_engine", _executor.execute_engine, "CUDA")
     _library.impl("engine_usable", _executor.engine_usable, "CUDA")
