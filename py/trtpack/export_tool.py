@@ -130,12 +130,15 @@ def _print_summary(compiled, compile_s: float, rows: list) -> None:
 
 
 def run(path: str, *, inputs=None, iterations: int = 20) -> None:
-    program = trtpack.load(path)
-    info = trtpack.inspect(path)
+    device = "cuda" if torch.cuda.is_available() else None  # engines run on CUDA tensors
+    program = trtpack.load(path, device=device)
+    info = trtpack.inspect(path, device=device)
     if inputs:
         args, kwargs, _ = roundtrip.read_case(inputs)
     else:
         args, kwargs = _random_inputs(path, info), {}
+    if device is not None:
+        args, kwargs = [a.to(device) for a in args], {k: v.to(device) for k, v in kwargs.items()}
     ran = "tensorrt" if all(e["usable_here"] for e in info["engines"]) else "pytorch fallback"
     with torch.no_grad():
         program(*args, **kwargs)  # warm-up (deserializes engines)

@@ -7,6 +7,7 @@ The device-specific pieces (current stream, compute capability, device guard, ba
 arguments, so the contract tests drive the same code with CPU tensors and a fake TensorRT module.
 """
 import atexit
+import contextlib
 import importlib
 import os
 import threading
@@ -30,8 +31,17 @@ def default_cache_dir() -> str:
 
 
 def _cuda_stream(device: torch.device) -> Tuple[int, int]:
-    handle = torch.cuda.current_stream(device).cuda_stream
+    # The raw handle of torch's current stream, without building a torch.cuda.Stream (~10 us per call otherwise).
+    handle = torch._C._cuda_getCurrentRawStream(device.index if device.index is not None else
+                                                torch.cuda.current_device())
     return handle, handle
+
+
+def _cuda_device_guard(device: torch.device):
+    """torch.cuda.device(device), skipped when it is already current (saves ~4 us per engine call)."""
+    if device.index is None or device.index == torch.cuda.current_device():
+        return contextlib.nullcontext()
+    return torch.cuda.device(device)
 
 
 def _cuda_capability(device: torch.device) -> Tuple[int, int]:
@@ -54,7 +64,7 @@ class Executor:
                  import_module: Callable = importlib.import_module,
                  current_stream: Callable[[torch.device], Tuple[object, int]] = _cuda_stream,
                  capability: Callable[[torch.device], Tuple[int, int]] = _cuda_capability,
-                 device_guard: Callable = torch.cuda.device,
+                 device_guard: Callable = _cuda_device_guard,
                  cache_dir: Optional[str] = None):
         self._import_module = import_module
         self._current_stream = current_stream
@@ -95,7 +105,7 @@ class Executor:
 
     def engine(self, plan: torch.Tensor, spec: shapes.EngineSpec, device: torch.device) -> LoadedEngine:
         """The plan deserialized on `device`: once per plan and device, whatever the number of threads asking."""
-        key = (plan.data_ptr(), plan.numel(), spec.meta["plan_sha256"], str(device))
+        key = (plan.data_ptr(), plan.numel(), spec.meta["plan_sha256"], device)
         with self._lock:
             loaded = self._engines.get(key)
             if loaded is not None:

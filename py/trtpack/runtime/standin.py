@@ -171,6 +171,7 @@ class StandIn:
         self.cuda, self.compute = cuda, compute
         self.DataType, self.TensorIOMode = DataType, TensorIOMode
         self.runs: List[dict] = []
+        self.keep_runs = True  # a benchmark turns the record off (a growing list would time the garbage collector)
         self.errors: List[str] = []
         self.lock = threading.Lock()
         stand_in = self
@@ -343,11 +344,12 @@ class Context:
             return False
         in_shapes = [self.shapes[n] for n in engine.inputs]
         out_shapes = engine.output_shapes(tuple(in_shapes))
-        with stand_in.lock:
-            stand_in.runs.append({
-                "engine": engine.sha, "stream": stream_handle, "thread": threading.get_ident(),
-                "device": str(engine.device), "addresses": dict(self.addresses),
-                "shapes": {**dict(zip(engine.inputs, in_shapes)), **dict(zip(engine.outputs, out_shapes))}})
+        if stand_in.keep_runs:
+            with stand_in.lock:
+                stand_in.runs.append({
+                    "engine": engine.sha, "stream": stream_handle, "thread": threading.get_ident(),
+                    "device": str(engine.device), "addresses": dict(self.addresses),
+                    "shapes": {**dict(zip(engine.inputs, in_shapes)), **dict(zip(engine.outputs, out_shapes))}})
         if not stand_in.compute:
             return True
         cuda = engine.device.type == "cuda"
