@@ -91,13 +91,13 @@ def test_a_compiled_program_moved_with_to_cuda_runs_its_engine_with_the_plan_on_
 
 
 def test_ep_loaded_on_cuda_in_a_fresh_process(fixtures, tmp_path):
-    from trtpack import roundtrip
+    from trtpack.cli import roundtrip
 
     model, dtype = eager(fixtures, "mlp", "cpu")
     x = models.example_input(dtype, 7)
     case = str(tmp_path / "case.safetensors")
     roundtrip.write_case(case, [x], {}, model.cuda()(x.cuda()).cpu())
-    out = subprocess.run([sys.executable, "-m", "trtpack.roundtrip", os.path.join(fixtures, "mlp.ep"), case, "cuda"],
+    out = subprocess.run([sys.executable, "-m", "trtpack.cli.roundtrip", os.path.join(fixtures, "mlp.ep"), case, "cuda"],
                          env=_env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.splitlines()[-1])
