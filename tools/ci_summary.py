@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 from urllib.parse import unquote, urlparse
 
 
-def count_xml(path):
+def count_xml(path, reasons=None):
+    """(passed, failed, skipped) of one JUnit file; each skip's reason is counted into `reasons` if given."""
     root = ET.parse(path).getroot()
     passed = failed = skipped = 0
     for case in root.iter("testcase"):
@@ -18,6 +19,9 @@ def count_xml(path):
             failed += 1
         elif "skipped" in kinds:
             skipped += 1
+            if reasons is not None:
+                reason = (case.find("skipped").get("message") or "no reason given").splitlines()[0][:160]
+                reasons[reason] = reasons.get(reason, 0) + 1
         else:
             passed += 1
     return passed, failed, skipped
@@ -39,16 +43,19 @@ def main(bep_path):
         elif "targetCompleted" in eid and event.get("aborted"):
             broken.add(eid["targetCompleted"]["label"])
     passed = failed = skipped = 0
+    reasons = {}
     for label, shards in results.items():
         for xmls in shards.values():
             if not xmls:
                 failed += 1
                 continue
-            p, f, s = count_xml(xmls[-1])
+            p, f, s = count_xml(xmls[-1], reasons)
             if p + f + s == 0:
                 failed += 1  # a test target that ran no test case is a failure, not a pass
             passed, failed, skipped = passed + p, failed + f, skipped + s
     failed += len(broken - set(results))
+    for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
+        print(f"skipped {count}: {reason}")
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 0 if failed == 0 else 1
 

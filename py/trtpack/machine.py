@@ -31,6 +31,10 @@ def installed_backends() -> dict:
 
 def describe(device=None) -> dict:
     """{"cuda": bool, "sm": "sm90" | None, "backends": {...}} for `device` (default: the current CUDA device)."""
+    from trtpack.runtime import standin
+
+    if standin.requested():  # a test double replaces TensorRT and says which GPU it emulates
+        return standin.machine(device)
     device = torch.device(device) if device is not None else None
     cuda = torch.cuda.is_available() and (device is None or device.type == "cuda")
     sm = None

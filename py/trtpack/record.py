@@ -60,16 +60,17 @@ def _meta_text(meta: Meta) -> str:
 
 
 def _plan_buffer(plan):
-    """bytes-like objects pass through; a torch tensor must be the record's 1-D uint8 CPU tensor."""
+    """bytes-like objects pass through; a torch tensor must be the record's 1-D uint8 tensor, on any device (a plan
+    moved with its module to CUDA is read through one copy to the host; a CPU plan is read in place)."""
     if isinstance(plan, (bytes, bytearray, memoryview)):
         return plan
     import torch
 
     if isinstance(plan, torch.Tensor):
-        if plan.dtype != torch.uint8 or plan.dim() != 1 or plan.device.type != "cpu":
-            raise FormatError(f"plan: expected a 1-D uint8 CPU tensor, got {plan.dtype} of shape "
-                              f"{tuple(plan.shape)} on {plan.device}; use plan.cpu().reshape(-1).view(torch.uint8)")
-        return plan.contiguous().numpy()
+        if plan.dtype != torch.uint8 or plan.dim() != 1:
+            raise FormatError(f"plan: expected a 1-D uint8 tensor, got {plan.dtype} of shape "
+                              f"{tuple(plan.shape)}; use plan.reshape(-1).view(torch.uint8)")
+        return plan.detach().cpu().contiguous().numpy()
     raise FormatError(f"plan: expected bytes or a 1-D uint8 torch.Tensor, got {type(plan).__name__}")
 
 
@@ -98,7 +99,7 @@ def check_plan(meta: Meta, plan, verify_hash: bool = False) -> None:
 
     Args:
         meta: meta dict or JSON text.
-        plan: the plan as bytes or as the record's 1-D uint8 CPU tensor.
+        plan: the plan as bytes or as the record's 1-D uint8 tensor (CPU, or CUDA: then copied to the host once).
         verify_hash: also compare SHA-256 (reads every byte: slow on big plans).
     Raises:
         FormatError: with .field naming what disagrees ("plan_size", "backend_version", "targets", "plan_sha256", "plan").

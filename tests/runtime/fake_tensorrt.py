@@ -43,6 +43,9 @@ class FakeTensorRT:
 
         self.Logger = Logger
         self.Runtime = Runtime
+        self.DataType = FakeDataType
+        self.TensorIOMode = FakeTensorIOMode
+        self.io = {"x": ("INPUT", "FLOAT"), "y": ("OUTPUT", "FLOAT")}  # the plan's I/O tensors: name -> (mode, dtype)
 
     def record(self, *call):
         with self.lock:
@@ -78,9 +81,27 @@ class FakeRuntimeConfig:
         self.cache = cache
 
 
+class FakeDataType:
+    FLOAT, HALF, BF16, INT8, INT32, INT64, BOOL, UINT8 = "FLOAT", "HALF", "BF16", "INT8", "INT32", "INT64", "BOOL", "UINT8"
+
+
+class FakeTensorIOMode:
+    INPUT, OUTPUT = "INPUT", "OUTPUT"
+
+
 class FakeEngine:
     def __init__(self, fake):
         self.fake = fake
+        self.num_io_tensors = len(fake.io)
+
+    def get_tensor_name(self, index):
+        return list(self.fake.io)[index]
+
+    def get_tensor_mode(self, name):
+        return self.fake.io[name][0]
+
+    def get_tensor_dtype(self, name):
+        return self.fake.io[name][1]
 
     def create_runtime_config(self):
         return FakeRuntimeConfig(self.fake)

@@ -31,12 +31,15 @@ def format_inspect(info: dict) -> str:
 
 
 def run(path: str, *, inputs=None, iterations: int = 20, trust_native_code: bool = False) -> None:
-    program = trtpack.load(path, trust_native_code=trust_native_code)
+    device = "cuda" if torch.cuda.is_available() else None  # engines run on CUDA tensors
+    program = trtpack.load(path, device=device, trust_native_code=trust_native_code)
     if inputs:
         args, kwargs, _ = roundtrip.read_case(inputs)
     else:
         args, kwargs = random_inputs(path, program), {}
-    here = machine.describe(None)
+    if device is not None:
+        args, kwargs = [a.to(device) for a in args], {k: v.to(device) for k, v in kwargs.items()}
+    here = machine.describe(device)
     ran = "tensorrt" if all(record.compatibility(e.record, here)["usable"] for e in program.engines) \
         else "pytorch fallback"
     with torch.no_grad():

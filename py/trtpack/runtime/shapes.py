@@ -10,6 +10,7 @@ from typing import Any, Dict, List, Sequence, Tuple
 import torch
 
 from trtpack import record
+from trtpack.names import ranges_text, record_ranges
 from trtpack.errors import FormatError
 
 _DTYPES = {name: getattr(torch, name) for name in record.DTYPES}
@@ -20,6 +21,7 @@ class TensorSpec:
     name: str
     dtype: torch.dtype
     dims: Tuple[Any, ...]  # int, or the AST of a dim expression
+    dtype_name: str = ""   # the record's name of dtype, e.g. "float32"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -29,6 +31,9 @@ class EngineSpec:
     inputs: Tuple[TensorSpec, ...]
     outputs: Tuple[TensorSpec, ...]
     meta: Dict[str, Any]
+    input_names: Tuple[str, ...] = ()
+    output_names: Tuple[str, ...] = ()
+    ranges: str = ""  # the symbols' ranges as text, for error messages
 
 
 def _tensor_spec(engine: str, entry: Dict[str, Any]) -> TensorSpec:
@@ -37,7 +42,7 @@ def _tensor_spec(engine: str, entry: Dict[str, Any]) -> TensorSpec:
         raise FormatError(f"trtpack: engine {engine!r}: tensor {entry['name']!r} has dtype {entry['dtype']!r}, which "
                           f"trtpack cannot allocate; supported: {', '.join(_DTYPES)}. Rebuild the engine with trtpack.")
     dims = tuple(d if isinstance(d, int) else record.parse_dim(d) for d in entry["shape"])
-    return TensorSpec(entry["name"], dtype, dims)
+    return TensorSpec(entry["name"], dtype, dims, entry["dtype"])
 
 
 @functools.lru_cache(maxsize=256)
@@ -48,7 +53,10 @@ def engine_spec(meta: str) -> EngineSpec:
         name=d["name"], backend=d["backend"],
         inputs=tuple(_tensor_spec(d["name"], e) for e in d["inputs"]),
         outputs=tuple(_tensor_spec(d["name"], e) for e in d["outputs"]),
-        meta=d)
+        meta=d,
+        input_names=tuple(e["name"] for e in d["inputs"]),
+        output_names=tuple(e["name"] for e in d["outputs"]),
+        ranges=ranges_text(record_ranges(d)))
 
 
 def _evaluate(ast, env: Dict[str, Any]):

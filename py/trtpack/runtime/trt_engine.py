@@ -8,21 +8,53 @@ from typing import Optional, Sequence
 
 import torch
 
-from trtpack.errors import IncompatibleEngineError, TrtpackError
+from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
+
+# torch dtype name (the record's) -> TensorRT DataType member
+TRT_DTYPES = {"float32": "FLOAT", "float16": "HALF", "bfloat16": "BF16", "int8": "INT8", "int32": "INT32",
+              "int64": "INT64", "bool": "BOOL", "uint8": "UINT8"}
+
+
+def host_plan(plan: torch.Tensor):
+    """The plan's bytes in host memory for deserialization, wherever the module's buffers live: a CPU plan is read
+    in place; a CUDA plan (after load(device="cuda") or .to("cuda")) is copied to the host once per deserialization,
+    which the executor does once per plan and device, never per call."""
+    return plan.detach().reshape(-1).cpu().contiguous().numpy()
+
+
+def check_io(trt, engine, name: str, io) -> None:
+    """Checks the deserialized engine's I/O tensors against the record: `io` = [(tensor name, dtype name, is_input)].
+    A record that disagrees with its plan would make TensorRT read or write the wrong bytes."""
+    have = {engine.get_tensor_name(i) for i in range(engine.num_io_tensors)}
+    for tensor, dtype, is_input in io:
+        role = "input" if is_input else "output"
+        if tensor not in have:
+            raise FormatError(f"trtpack: engine {name!r}: the record names {role} {tensor!r}, which the plan does "
+                              f"not have (it has {', '.join(sorted(have))}); rebuild the engine with trtpack.")
+        mode = engine.get_tensor_mode(tensor)
+        if mode != (trt.TensorIOMode.INPUT if is_input else trt.TensorIOMode.OUTPUT):
+            raise FormatError(f"trtpack: engine {name!r}: {tensor!r} is an {role} in the record but not in the plan; "
+                              "rebuild the engine with trtpack.")
+        want = getattr(trt.DataType, TRT_DTYPES[dtype])
+        got = engine.get_tensor_dtype(tensor)
+        if got != want:
+            raise FormatError(f"trtpack: engine {name!r}: {role} {tensor!r} is {dtype} in the record but {got} in the "
+                              "plan; the record does not describe this plan: rebuild the engine with trtpack.")
 
 
 class LoadedEngine:
     """One plan deserialized on one device, plus one execution context per stream."""
 
-    def __init__(self, trt, plan: torch.Tensor, name: str, runtime_cache_path: Optional[str]):
+    def __init__(self, trt, plan: torch.Tensor, name: str, runtime_cache_path: Optional[str], io=()):
         self.name = name
         self._trt = trt
         self._runtime = trt.Runtime(trt.Logger(trt.Logger.WARNING))
-        self.engine = self._runtime.deserialize_cuda_engine(plan.contiguous().numpy())
+        self.engine = self._runtime.deserialize_cuda_engine(host_plan(plan))
         if self.engine is None:
             raise IncompatibleEngineError(
                 f"trtpack: {trt.__name__} {trt.__version__} could not deserialize engine {name!r} (TensorRT's message "
                 "is above); rebuild the engine with this TensorRT version for this GPU.")
+        check_io(trt, self.engine, name, io)
         self._cache_path = runtime_cache_path
         self._cache = None
         self._cache_lock = threading.Lock()
@@ -60,6 +92,8 @@ class LoadedEngine:
 
     def save_runtime_cache(self, *, first_time_only=False):
         """Writes the kernels TensorRT-RTX compiled so far where the next process finds them (atomic replace)."""
+        if first_time_only and self._cache_saved:
+            return  # the per-call case: no lock
         with self._cache_lock:
             if self._cache is None or self._cache_path is None or (first_time_only and self._cache_saved):
                 return

@@ -1,0 +1,124 @@
+"""Host overhead of one engine call on a CUDA GPU, with the TensorRT STAND-IN (a test double) as an engine that
+computes nothing: `torch.ops.trtpack.execute_engine` (the Python executor) per call, against a bare `torch.ops` call
+of a no-op CUDA op (aten::alias) measured in the same run. Goal: <= 20 us per engine call at batch 1.
+
+    TRTPACK_TENSORRT_STANDIN=1 python bench/engine_call.py [--profile]
+
+Prints one line per measurement and, with --profile, the executor's cProfile top entries.
+"""
+import cProfile
+import hashlib
+import os
+import pstats
+import struct
+import sys
+import tempfile
+import time
+
+import torch
+
+os.environ["TRTPACK_TENSORRT_STANDIN"] = "1"
+os.environ.setdefault("TRTPACK_STANDIN_DIR", tempfile.mkdtemp(prefix="trtpack-standin-"))
+
+from trtpack import record  # noqa: E402
+from trtpack.runtime import executor, standin  # noqa: E402
+
+TARGETS = ["sm80", "sm86", "sm89", "sm120", "sm121"]
+
+
+def noop_engine(width=64):
+    """An identity region registered with the stand-in, and a record for it (a synthetic plan: header + filler)."""
+    body = b"bench: a stand-in engine that computes nothing"
+    mask = sum(record.TARGET_BITS[t] for t in TARGETS)
+    size = 64 + len(body)
+    header = b"vtrt" + bytes(12) + struct.pack("<Q", size) + bytes((1, 7, 1, 116)) + bytes(4) + struct.pack("<Q", mask)
+    plan_bytes = header + bytes(64 - len(header)) + body
+    meta = record.encode_meta({
+        "format": "trtpack.engine", "format_version": list(record.FORMAT_VERSION), "name": "noop",
+        "backend": "tensorrt_rtx", "backend_version": "1.7.1.116", "targets": TARGETS, "trtpack_version": "0.1.0",
+        "torch_version": torch.__version__, "plan_size": size, "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
+        "inputs": [{"name": "x", "dtype": "float32", "shape": ["b", width]}],
+        "outputs": [{"name": "y", "dtype": "float32", "shape": ["b", width]}],
+        "symbols": {"b": {"min": 1, "opt": 1, "max": 64}}, "build": {"onnx_opset": 18}})
+    program = torch.export.export(torch.nn.Identity(), (torch.randn(2, width),),
+                                  dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
+    standin.Registry().register(plan_bytes, program, [{"name": "x", "dtype": "float32", "min": [1, width],
+                                                       "max": [64, width]}], [{"name": "y", "dtype": "float32"}])
+    return torch.frombuffer(bytearray(plan_bytes), dtype=torch.uint8), meta
+
+
+class NullContext:
+    """What trtpack's own overhead is measured against: a TensorRT context whose every call does nothing."""
+
+    def __init__(self, width):
+        self.width = width
+
+    def set_input_shape(self, name, shape):
+        self.shape = shape
+        return True
+
+    def get_tensor_shape(self, name):
+        return self.shape
+
+    def set_tensor_address(self, name, address):
+        return True
+
+    def execute_async_v3(self, stream):
+        return True
+
+
+def per_call_us(fn, calls=20000, repeats=5):
+    for _ in range(1000):
+        fn()
+    torch.cuda.synchronize()
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        best = min(best, (time.perf_counter() - start) / calls * 1e6)
+    return best
+
+
+def main(profile: bool) -> None:
+    stand_in = standin.stand_in()
+    stand_in.compute = False
+    stand_in.keep_runs = False
+    plan, meta = noop_engine()
+    x = torch.randn(1, 64, device="cuda")
+    plan_cuda = plan.cuda()
+    ex = executor.executor()
+    null_plan, null_meta = plan.clone(), meta  # a second plan tensor: its own engine entry, given null contexts
+    ex.execute_engine([x], null_plan, null_meta)
+    loaded = ex.engine(null_plan, executor.shapes.engine_spec(null_meta), x.device)
+    loaded._contexts = {key: (NullContext(64), lock) for key, (_, lock) in loaded._contexts.items()}
+    rows = {
+        "bare torch.ops.aten.alias (no-op CUDA op)": lambda: torch.ops.aten.alias.default(x),
+        "torch.empty(1, 64) on CUDA (one output allocation)": lambda: torch.empty((1, 64), device="cuda"),
+        "execute_engine, plan on CPU": lambda: torch.ops.trtpack.execute_engine([x], plan, meta),
+        "execute_engine, plan on CUDA": lambda: torch.ops.trtpack.execute_engine([x], plan_cuda, meta),
+        "Executor.execute_engine called directly (no dispatcher)": lambda: ex.execute_engine([x], plan, meta),
+        "execute_engine, null TensorRT context (trtpack's own share)":
+            lambda: torch.ops.trtpack.execute_engine([x], null_plan, null_meta),
+    }
+    results = {name: per_call_us(fn) for name, fn in rows.items()}
+    base = results["bare torch.ops.aten.alias (no-op CUDA op)"]
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, batch 1, one 1x64 fp32 input/output")
+    for name, us in results.items():
+        print(f"  {name:<58} {us:7.2f} us/call  ({us / base:5.1f}x the bare op)")
+    for name in ("execute_engine, plan on CPU", "execute_engine, null TensorRT context (trtpack's own share)"):
+        us = results[name]
+        print(f"goal <= 20 us per engine call ({name}): {'MET' if us <= 20 else 'MISSED'} ({us:.2f} us)")
+    assert not stand_in.errors, stand_in.errors
+    if profile:
+        prof = cProfile.Profile()
+        prof.enable()
+        for _ in range(20000):
+            torch.ops.trtpack.execute_engine([x], plan, meta)
+        prof.disable()
+        pstats.Stats(prof).sort_stats("tottime").print_stats(18)
+
+
+if __name__ == "__main__":
+    main("--profile" in sys.argv)

@@ -1,0 +1,37 @@
+"""Compiles the GPU suite's models where TensorRT-RTX builds (a CPU machine is enough), with the TensorRT stand-in
+requested so each region's reference program is registered by plan_sha256: writes OUT/<name>.ep, OUT/mlp.engine
+(+ .json), OUT/<name>.weights.pt (eager weights) and OUT/registry/. All compiled with fallback=False.
+
+    TRTPACK_TENSORRT_STANDIN=1 python tests/gpu/make_fixtures.py OUT
+"""
+import os
+import sys
+
+import torch
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models  # noqa: E402
+
+
+def main(out: str) -> None:
+    os.makedirs(out, exist_ok=True)
+    os.environ["TRTPACK_STANDIN_DIR"] = os.path.join(os.path.abspath(out), "registry")
+    if os.environ.get("TRTPACK_TENSORRT_STANDIN") != "1":
+        sys.exit("make_fixtures: set TRTPACK_TENSORRT_STANDIN=1 so compile registers the regions")
+    import trtpack
+
+    for name, (factory, dtype) in models.MODELS.items():
+        model = factory()
+        compiled = trtpack.compile(model, (models.example_input(dtype),), dynamic_shapes=models.dynamic_shapes(),
+                                   min_block_size=1, fallback=False)
+        regions = compiled.meta["trtpack_summary"]["regions"]
+        print(f"{name}: {len(regions)} engine(s), left in PyTorch: "
+              f"{compiled.meta['trtpack_summary']['left_in_pytorch']}")
+        trtpack.save(compiled, os.path.join(out, f"{name}.ep"))
+        torch.save(model.state_dict(), os.path.join(out, f"{name}.weights.pt"))
+        if name == "mlp":
+            trtpack.save(compiled, os.path.join(out, "mlp.engine"))
+
+
+if __name__ == "__main__":
+    main(sys.argv[1])

@@ -1,0 +1,265 @@
+"""The engine path on a CUDA GPU, with the computing TensorRT STAND-IN (trtpack.runtime.standin, a test double)
+in place of TensorRT: every artifact compiled with fallback=False, so the TensorRT path must run, never a reference.
+Real TensorRT execution is NOT tested here (no machine we have can run an engine); the stand-in proves everything
+around it: where plans live, addresses, streams, shapes, dtypes, threads.
+
+Fixtures (compiled where TensorRT-RTX builds) come from $TRTPACK_GPU_FIXTURES, else are made here by
+make_fixtures.py. Tolerances against eager on CUDA: the stand-in runs the same region ops, so fp32 1e-5, fp16/bf16
+one ulp-ish (2e-3 / 1.6e-2 relative).
+"""
+import glob
+import json
+import os
+import subprocess
+import sys
+import threading
+
+import pytest
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+os.environ["TRTPACK_TENSORRT_STANDIN"] = "1"  # before trtpack registers its CUDA kernels
+
+pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
+                                reason="needs a CUDA device (this machine has none); runs on GPU machines only")
+
+import models  # noqa: E402
+
+TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),
+       torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2)}
+
+
+def _env(**extra):
+    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **extra}
+
+
+@pytest.fixture(scope="session")
+def fixtures(tmp_path_factory):
+    folder = os.environ.get("TRTPACK_GPU_FIXTURES")
+    if not folder:
+        folder = str(tmp_path_factory.mktemp("gpu_fixtures"))
+        subprocess.run([sys.executable, os.path.join(HERE, "make_fixtures.py"), folder], env=_env(), check=True)
+    os.environ["TRTPACK_STANDIN_DIR"] = os.path.join(folder, "registry")
+    return folder
+
+
+@pytest.fixture(scope="session")
+def trt(fixtures):
+    from trtpack.runtime import executor, standin
+
+    assert isinstance(executor.executor().backend_module("tensorrt_rtx"), standin.StandIn)
+    return standin.stand_in()
+
+
+def eager(fixtures, name, device="cuda"):
+    factory, dtype = models.MODELS[name]
+    model = factory()
+    model.load_state_dict(torch.load(os.path.join(fixtures, f"{name}.weights.pt")))
+    return model.to(device), dtype
+
+
+def load(fixtures, name, **kwargs):
+    import trtpack
+
+    return trtpack.load(os.path.join(fixtures, name), **kwargs)
+
+
+def test_a_compiled_program_moved_with_to_cuda_runs_its_engine_with_the_plan_on_cuda(fixtures, trt):
+    program = load(fixtures, "mlp.ep")
+    program.to("cuda")
+    (plan,) = [b for n, b in program.named_buffers() if n.endswith("plan")]
+    assert plan.device.type == "cuda"  # the plan follows the module's buffers (README: where the plan lives)
+    model, dtype = eager(fixtures, "mlp")
+    before = len(trt.runs)
+    for batch in (1, 4, 16):  # the profile's min, opt, max
+        x = models.example_input(dtype, batch, "cuda")
+        y = program(x)
+        torch.testing.assert_close(y, model(x), **TOL[dtype])
+        run = trt.runs[-1]
+        assert x.data_ptr() in run["addresses"].values() and y.data_ptr() in run["addresses"].values()
+        assert run["stream"] == torch.cuda.current_stream().cuda_stream and run["device"] == "cuda:0"
+    assert len(trt.runs) == before + 3
+    # no copy of the plan per call: after the first call, calls move no bytes between host and device
+    x = models.example_input(dtype, 4, "cuda")
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CUDA]) as prof:
+        for _ in range(5):
+            program(x)
+        torch.cuda.synchronize()
+    copies = [e.name for e in prof.events() if "Memcpy" in e.name and ("DtoH" in e.name or "HtoD" in e.name)]
+    assert copies == []
+
+
+def test_ep_loaded_on_cuda_in_a_fresh_process(fixtures, tmp_path):
+    from trtpack.cli import roundtrip
+
+    model, dtype = eager(fixtures, "mlp", "cpu")
+    x = models.example_input(dtype, 7)
+    case = str(tmp_path / "case.safetensors")
+    roundtrip.write_case(case, [x], {}, model.cuda()(x.cuda()).cpu())
+    out = subprocess.run([sys.executable, "-m", "trtpack.cli.roundtrip", os.path.join(fixtures, "mlp.ep"), case, "cuda"],
+                         env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr[-3000:]
+    result = json.loads(out.stdout.splitlines()[-1])
+    assert result["ok"] and result["ran"] == "tensorrt" and result["max_abs_diff"] <= 1e-5, result
+
+
+def test_engine_file_via_load_and_trtpack_run(fixtures, trt):
+    import trtpack
+
+    engine = load(fixtures, "mlp.engine")
+    model, dtype = eager(fixtures, "mlp")
+    x = models.example_input(dtype, 5, "cuda")
+    torch.testing.assert_close(engine(x), model(x), **TOL[dtype])  # the plan on the CPU, the inputs on CUDA
+    engine.to("cuda")  # and the plan on CUDA
+    torch.testing.assert_close(engine(x), model(x), **TOL[dtype])
+    with pytest.raises(trtpack.IncompatibleEngineError, match=r"outside what it was built for \(s0 in \[1, 16\]\)"):
+        engine(models.example_input(dtype, 17, "cuda"))
+    assert "outside the profile" in trt.errors[-1]
+    out = subprocess.run([sys.executable, "-m", "trtpack.cli", "run", os.path.join(fixtures, "mlp.engine")],
+                         env=_env(), capture_output=True, text=True)
+    assert out.returncode == 0 and "iterations via tensorrt" in out.stdout, out.stdout + out.stderr[-3000:]
+
+
+def test_out_of_range_input_of_an_ep_is_an_incompatible_engine_error(fixtures):
+    import trtpack
+
+    program = load(fixtures, "mlp.ep", device="cuda")
+    with pytest.raises(trtpack.IncompatibleEngineError, match="16"):
+        program(models.example_input(torch.float32, 17, "cuda"))
+
+
+def test_graph_split_by_a_custom_op_runs_two_engines_with_pytorch_between_on_cuda(fixtures, trt):
+    program = load(fixtures, "split.ep", device="cuda")
+    model, dtype = eager(fixtures, "split")
+    x = models.example_input(dtype, 3, "cuda")
+    expected = model(x)
+    models.SCALE_CALLS.clear()
+    before = len(trt.runs)
+    torch.testing.assert_close(program(x), expected, **TOL[dtype])
+    assert models.SCALE_CALLS == ["cuda:0"]
+    engines = [r["engine"] for r in trt.runs[before:]]
+    assert len(engines) == 2 and len(set(engines)) == 2
+
+
+@pytest.mark.parametrize("layout", ["non_contiguous", "sliced"])
+def test_non_contiguous_and_sliced_inputs(fixtures, trt, layout):
+    program = load(fixtures, "mlp.ep", device="cuda")
+    model, dtype = eager(fixtures, "mlp")
+    if layout == "non_contiguous":
+        x = torch.randn(64, 6, device="cuda").t()
+        assert not x.is_contiguous()
+    else:
+        x = torch.randn(9, 64, device="cuda")[3:]
+        assert x.storage_offset() == 3 * 64
+    torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    if layout == "sliced":  # contiguous already: TensorRT reads it in place, at its offset
+        assert x.data_ptr() in trt.runs[-1]["addresses"].values()
+
+
+@pytest.mark.parametrize("name", ["mlp_fp16", "mlp_bf16"])
+def test_half_precision_programs(fixtures, trt, name):
+    program = load(fixtures, f"{name}.ep", device="cuda")
+    model, dtype = eager(fixtures, name)
+    x = models.example_input(dtype, 4, "cuda")
+    y = program(x)
+    assert y.dtype == dtype
+    torch.testing.assert_close(y, model(x), **TOL[dtype])
+
+
+def test_two_streams_each_get_their_own_runs(fixtures, trt):
+    program = load(fixtures, "mlp.ep", device="cuda")
+    model, dtype = eager(fixtures, "mlp")
+    streams = [torch.cuda.Stream(), torch.cuda.Stream()]
+    xs = [models.example_input(dtype, b, "cuda") for b in (2, 3)]
+    torch.cuda.synchronize()
+    before = len(trt.runs)
+    ys = []
+    for s, x in zip(streams, xs):
+        with torch.cuda.stream(s):
+            ys.append(program(x))
+    torch.cuda.synchronize()
+    assert [r["stream"] for r in trt.runs[before:]] == [s.cuda_stream for s in streams]
+    for x, y in zip(xs, ys):
+        torch.testing.assert_close(y, model(x), **TOL[dtype])
+
+
+def test_eight_threads_share_one_loaded_program(fixtures, trt):
+    program = load(fixtures, "mlp.ep", device="cuda")
+    model, dtype = eager(fixtures, "mlp")
+    errors, barrier = [], threading.Barrier(8)
+
+    def worker(batch):
+        try:
+            stream = torch.cuda.Stream()
+            barrier.wait()
+            with torch.cuda.stream(stream):
+                for _ in range(20):
+                    x = models.example_input(dtype, batch, "cuda")
+                    y = program(x)
+                    stream.synchronize()
+                    torch.testing.assert_close(y, model(x), **TOL[dtype])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    before = len(trt.runs)
+    threads = [threading.Thread(target=worker, args=(b,)) for b in range(1, 9)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    runs = trt.runs[before:]
+    assert len(runs) == 160 and len({r["thread"] for r in runs}) == 8 and len({r["stream"] for r in runs}) == 8
+
+
+def test_the_stand_in_refuses_a_host_address_for_a_cuda_engine(fixtures, trt):
+    from trtpack.runtime import standin
+
+    engine = load(fixtures, "mlp.engine")
+    runtime = trt.Runtime(trt.Logger())
+    cuda_engine = runtime.deserialize_cuda_engine(engine.plan.numpy())
+    context = cuda_engine.create_execution_context()
+    names = [cuda_engine.get_tensor_name(i) for i in range(cuda_engine.num_io_tensors)]
+    x, y = torch.randn(2, 64, device="cuda"), torch.empty(2, 64)  # the output in host memory
+    assert context.set_input_shape(names[0], (2, 64))
+    context.set_tensor_address(names[0], x.data_ptr())
+    context.set_tensor_address(names[1], y.data_ptr())
+    assert not context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
+    assert "is in host memory, the engine is on cuda:0" in trt.errors[-1]
+    assert standin.device_of_address(x.data_ptr()) == 0 and standin.device_of_address(y.data_ptr()) is None
+
+
+def _probe_plain_aoti(tmp_path) -> str:
+    """'' if a plain torch._inductor CUDA package (no trtpack in it) compiles and loads here, else why not."""
+    code = ("import torch\n"
+            "m = torch.nn.Linear(4, 4).cuda(); x = torch.randn(2, 4, device='cuda')\n"
+            "p = torch._inductor.aoti_compile_and_package(torch.export.export(m, (x,)), package_path='plain.pt2')\n"
+            "r = torch._inductor.aoti_load_package(p); torch.testing.assert_close(r(x), m(x)); print('plain ok')\n")
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}  # no trtpack
+    out = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, capture_output=True, text=True)
+    if out.returncode == 0:
+        return ""
+    died = f"signal {-out.returncode}" if out.returncode < 0 else f"exit {out.returncode}"
+    tail = (out.stderr.strip().splitlines() or ["(no message)"])[-1][:200]
+    return (f"AOTInductor on torch {torch.__version__} here cannot compile+load even a plain torch._inductor CUDA "
+            f"package without trtpack ({died}: {tail})")
+
+
+def test_pt2_for_cuda_loaded_with_trtpack_load(fixtures, tmp_path):
+    import inspect as pyinspect
+
+    import trtpack
+
+    reason = _probe_plain_aoti(tmp_path)
+    if reason:
+        pytest.skip(reason)
+    program = load(fixtures, "mlp.ep", device="cuda")
+    model, dtype = eager(fixtures, "mlp")
+    x = models.example_input(dtype, 4, "cuda")
+    path = str(tmp_path / "mlp.pt2")
+    trtpack.save(torch.export.export(program.module, (x,), dynamic_shapes=models.dynamic_shapes()), path)
+    trust = {"trust_native_code": True} if "trust_native_code" in pyinspect.signature(trtpack.load).parameters else {}
+    loaded = trtpack.load(path, **trust)
+    y = loaded(x)
+    torch.testing.assert_close(y[0] if isinstance(y, (list, tuple)) else y, model(x), **TOL[dtype])
