@@ -2,15 +2,13 @@
 computes nothing: `torch.ops.trtpack.execute_engine` (the Python executor) per call, against a bare `torch.ops` call
 of a no-op CUDA op (aten::alias) measured in the same run. Goal: <= 20 us per engine call at batch 1.
 
-    TRTPACK_TENSORRT_STANDIN=1 python bench/engine_call.py [--profile]
+    TRTPACK_TENSORRT_STANDIN=1 python -m bench.engine_call [--profile]   (from the repository root)
 
 Prints one line per measurement and, with --profile, the executor's cProfile top entries.
 """
 import cProfile
-import hashlib
 import os
 import pstats
-import struct
 import sys
 import tempfile
 import time
@@ -20,31 +18,20 @@ import torch
 os.environ["TRTPACK_TENSORRT_STANDIN"] = "1"
 os.environ.setdefault("TRTPACK_STANDIN_DIR", tempfile.mkdtemp(prefix="trtpack-standin-"))
 
-from trtpack import record  # noqa: E402
 from trtpack.runtime import executor, standin  # noqa: E402
-
-TARGETS = ["sm80", "sm86", "sm89", "sm120", "sm121"]
+from tests.support import plans, records  # noqa: E402
 
 
 def noop_engine(width=64):
     """An identity region registered with the stand-in, and a record for it (a synthetic plan: header + filler)."""
-    body = b"bench: a stand-in engine that computes nothing"
-    mask = sum(record.TARGET_BITS[t] for t in TARGETS)
-    size = 64 + len(body)
-    header = b"vtrt" + bytes(12) + struct.pack("<Q", size) + bytes((1, 7, 1, 116)) + bytes(4) + struct.pack("<Q", mask)
-    plan_bytes = header + bytes(64 - len(header)) + body
-    meta = record.encode_meta({
-        "format": "trtpack.engine", "format_version": list(record.FORMAT_VERSION), "name": "noop",
-        "backend": "tensorrt_rtx", "backend_version": "1.7.1.116", "targets": TARGETS, "trtpack_version": "0.1.0",
-        "torch_version": torch.__version__, "plan_size": size, "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["b", width]}],
-        "outputs": [{"name": "y", "dtype": "float32", "shape": ["b", width]}],
-        "symbols": {"b": {"min": 1, "opt": 1, "max": 64}}, "build": {"onnx_opset": 18}})
+    plan_bytes = plans.rtx_plan_bytes(b"bench: a stand-in engine that computes nothing")
+    plan, meta = records.make_record(inputs=[("x", "float32", ["b", width])], outputs=[("y", "float32", ["b", width])],
+                                     symbols={"b": (1, 1, 64)}, plan_bytes=plan_bytes, name="noop")
     program = torch.export.export(torch.nn.Identity(), (torch.randn(2, width),),
                                   dynamic_shapes=({0: torch.export.Dim("b", min=1, max=64)},))
     standin.Registry().register(plan_bytes, program, [{"name": "x", "dtype": "float32", "min": [1, width],
                                                        "max": [64, width]}], [{"name": "y", "dtype": "float32"}])
-    return torch.frombuffer(bytearray(plan_bytes), dtype=torch.uint8), meta
+    return plan, meta
 
 
 class NullContext:

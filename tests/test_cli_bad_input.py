@@ -1,19 +1,16 @@
 """The CLI on bad input: the exit code and a message that says what is wrong and what to do."""
-import os
-import subprocess
-import sys
 import textwrap
 
 import pytest
 
 from trtpack.cli import main as cli
+from tests.support import python_env
 
 
-def run_cli(*args, cwd=None):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-m", "trtpack.cli", *args], capture_output=True, text=True, env=env,
-                          cwd=cwd)
-    return proc.returncode, proc.stdout + proc.stderr
+def run_cli(*args):
+    """(exit code, everything the CLI printed): these tests don't care which stream a message went to."""
+    code, stdout, stderr = python_env.run_cli(*args)
+    return code, stdout + stderr
 
 
 def model_file(tmp_path, body: str) -> str:

@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import zipfile
 
 import pytest
@@ -15,9 +14,8 @@ from torch.export import Dim
 
 import trtpack
 from trtpack.artifacts import pt2
-
-sys.path.insert(0, os.path.dirname(__file__))  # Bazel makes tests/aoti a package; find the helper beside us
-from pt2_helpers import binary, needed_libraries, run, run_pt2, timed  # noqa: E402
+from tests.support.cpp_binaries import binary, needed_libraries, run, run_pt2
+from tests.support.timing import timed
 
 
 class TwoInTwoOut(torch.nn.Module):

@@ -2,8 +2,6 @@
 
 The plan is BUILT here on the CPU with tensorrt_rtx (building needs no GPU); nothing is executed.
 """
-import copy
-import hashlib
 import json
 import os
 
@@ -12,6 +10,7 @@ import torch
 
 import trtpack
 from trtpack import record
+from tests.support import records
 
 FIXTURES = os.path.join(os.path.dirname(__file__), "..", "fixtures", "records")
 
@@ -149,16 +148,9 @@ def build_plan(trt, compute_capabilities=None):
 
 
 def record_for(plan, trt, targets):
-    return {
-        "format": "trtpack.engine", "format_version": [1, 0], "name": "relu_engine",
-        "backend": "tensorrt_rtx", "backend_version": trt.__version__, "targets": targets,
-        "trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
-        "plan_size": len(plan), "plan_sha256": hashlib.sha256(plan).hexdigest(),
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["s0", 4]}],
-        "outputs": [{"name": "out0", "dtype": "float32", "shape": ["s0", 4]}],
-        "symbols": {"s0": {"min": 1, "opt": 2, "max": 8}},
-        "build": {"optimization_level": 3},
-    }
+    return records.meta(plan, inputs=[("x", "float32", ["s0", 4])], outputs=[("out0", "float32", ["s0", 4])],
+                        symbols={"s0": (1, 2, 8)}, name="relu_engine", backend_version=trt.__version__,
+                        targets=targets, build={"optimization_level": 3})
 
 
 @pytest.fixture(scope="module")

@@ -3,16 +3,13 @@ changes only with a version bump (format_lock.py)."""
 import json
 import os
 import re
-import sys
 
 import jsonschema
 import pytest
 
 import trtpack
 from trtpack import record
-
-sys.path.insert(0, os.path.dirname(__file__))
-import format_lock  # noqa: E402
+from tests.core import format_lock
 
 HERE = os.path.dirname(__file__)
 ROOT = os.path.join(HERE, "..", "..")

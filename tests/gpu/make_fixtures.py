@@ -2,15 +2,14 @@
 requested so each region's reference program is registered by plan_sha256: writes OUT/<name>.ep, OUT/mlp.engine
 (+ .json), OUT/<name>.weights.pt (eager weights) and OUT/registry/. All compiled with fallback=False.
 
-    TRTPACK_TENSORRT_STANDIN=1 python tests/gpu/make_fixtures.py OUT
+    TRTPACK_TENSORRT_STANDIN=1 PYTHONPATH=py python -m tests.gpu.make_fixtures OUT   (from the repository root)
 """
 import os
 import sys
 
 import torch
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import models  # noqa: E402
+from tests.support import gpu_models as models
 
 
 def main(out: str) -> None:

@@ -7,7 +7,6 @@ Fixtures (compiled where TensorRT-RTX builds) come from $TRTPACK_GPU_FIXTURES, e
 make_fixtures.py. Tolerances against eager on CUDA: the stand-in runs the same region ops, so fp32 1e-5, fp16/bf16
 one ulp-ish (2e-3 / 1.6e-2 relative).
 """
-import glob
 import json
 import os
 import subprocess
@@ -17,21 +16,15 @@ import threading
 import pytest
 import torch
 
-HERE = os.path.dirname(os.path.abspath(__file__))
-sys.path.insert(0, HERE)
 os.environ["TRTPACK_TENSORRT_STANDIN"] = "1"  # before trtpack registers its CUDA kernels
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(),
                                 reason="needs a CUDA device (this machine has none); runs on GPU machines only")
 
-import models  # noqa: E402
+from tests.support import gpu_models as models, python_env  # noqa: E402
 
 TOL = {torch.float32: dict(rtol=1e-5, atol=1e-5), torch.float16: dict(rtol=2e-3, atol=2e-3),
        torch.bfloat16: dict(rtol=1.6e-2, atol=1.6e-2)}
-
-
-def _env(**extra):
-    return {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p), **extra}
 
 
 @pytest.fixture(scope="session")
@@ -39,7 +32,7 @@ def fixtures(tmp_path_factory):
     folder = os.environ.get("TRTPACK_GPU_FIXTURES")
     if not folder:
         folder = str(tmp_path_factory.mktemp("gpu_fixtures"))
-        subprocess.run([sys.executable, os.path.join(HERE, "make_fixtures.py"), folder], env=_env(), check=True)
+        subprocess.run([sys.executable, "-m", "tests.gpu.make_fixtures", folder], env=python_env.env(), check=True)
     os.environ["TRTPACK_STANDIN_DIR"] = os.path.join(folder, "registry")
     return folder
 
@@ -98,7 +91,7 @@ def test_ep_loaded_on_cuda_in_a_fresh_process(fixtures, tmp_path):
     case = str(tmp_path / "case.safetensors")
     roundtrip.write_case(case, [x], {}, model.cuda()(x.cuda()).cpu())
     out = subprocess.run([sys.executable, "-m", "trtpack.cli.roundtrip", os.path.join(fixtures, "mlp.ep"), case, "cuda"],
-                         env=_env(), capture_output=True, text=True)
+                         env=python_env.env(), capture_output=True, text=True)
     assert out.returncode == 0, out.stderr[-3000:]
     result = json.loads(out.stdout.splitlines()[-1])
     assert result["ok"] and result["ran"] == "tensorrt" and result["max_abs_diff"] <= 1e-5, result
@@ -116,9 +109,8 @@ def test_engine_file_via_load_and_trtpack_run(fixtures, trt):
     with pytest.raises(trtpack.IncompatibleEngineError, match=r"outside what it was built for \(s0 in \[1, 16\]\)"):
         engine(models.example_input(dtype, 17, "cuda"))
     assert "outside the profile" in trt.errors[-1]
-    out = subprocess.run([sys.executable, "-m", "trtpack.cli", "run", os.path.join(fixtures, "mlp.engine")],
-                         env=_env(), capture_output=True, text=True)
-    assert out.returncode == 0 and "iterations via tensorrt" in out.stdout, out.stdout + out.stderr[-3000:]
+    code, stdout, stderr = python_env.run_cli("run", os.path.join(fixtures, "mlp.engine"))
+    assert code == 0 and "iterations via tensorrt" in stdout, stdout + stderr[-3000:]
 
 
 def test_out_of_range_input_of_an_ep_is_an_incompatible_engine_error(fixtures):

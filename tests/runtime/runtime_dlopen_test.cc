@@ -76,9 +76,11 @@ TEST_F(RuntimeLibrary, ExecuteEngineOnCpuSaysWhatToDo) {
     call("trtpack::execute_engine", {at::ones({2, 3})}, at::zeros({16}, at::kByte), kMeta);
     FAIL() << "execute_engine ran on CPU";
   } catch (const c10::Error& e) {
-    EXPECT_NE(std::string(e.what()).find("'cpp_engine' (built for sm90 with TensorRT 10.13.0.35) runs only on CUDA devices"),
-              std::string::npos) << e.what();
-    EXPECT_NE(std::string(e.what()).find("fallback=True"), std::string::npos) << e.what();
+    const std::string what = e.what();
+    EXPECT_NE(what.find("'cpp_engine' (built for sm90 with TensorRT 10.13.0.35) runs only on CUDA devices"),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("fallback=True"), std::string::npos) << what;
   }
 }
 

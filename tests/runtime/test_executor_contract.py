@@ -7,8 +7,6 @@ compute capability, device guard) are injected so CPU tensors can stand in for C
 itself is CUDA-only.
 """
 import contextlib
-import os
-import sys
 import threading
 import warnings
 
@@ -18,10 +16,8 @@ import torch
 import trtpack
 from trtpack.runtime import executor as executor_mod
 from trtpack.runtime.executor import Executor
-
-sys.path.insert(0, os.path.dirname(__file__))
-from engine_records import make_record  # noqa: E402
-from fake_tensorrt import FakeTensorRT  # noqa: E402
+from tests.support.fake_tensorrt_runtime import FakeTensorRT
+from tests.support.records import make_record
 
 PLAN, META = make_record(inputs=[("x", "float32", ["s0", 3])], outputs=[("y", "float32", ["s0", 3])],
                          symbols={"s0": (1, 4, 64)})

@@ -1,15 +1,12 @@
 """The C++ kernels of libtorchtrt_runtime (no TensorRT here): engine_usable answers false with the reason, once per
 plan; execute_engine refuses CPU inputs with a message saying what to do; bad records are refused by name."""
 import os
-import sys
 
 import pytest
 import torch
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so)
-
-sys.path.insert(0, os.path.dirname(__file__))
-from engine_records import make_record  # noqa: E402
+from tests.support.records import make_record
 
 
 def _record(name):

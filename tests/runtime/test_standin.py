@@ -13,9 +13,9 @@ import torch
 import trtpack
 from trtpack.runtime import standin
 from trtpack.runtime.executor import Executor
-
-sys.path.insert(0, os.path.dirname(__file__))
-from engine_records import make_record, rtx_plan_bytes  # noqa: E402
+from tests.support import python_env
+from tests.support.plans import rtx_plan_bytes
+from tests.support.records import make_record
 
 
 class Region(torch.nn.Module):
@@ -142,8 +142,7 @@ def test_compile_registers_each_region_for_a_fresh_process(tmp_path):
         "torch.manual_seed(0); x = torch.randn(4, 3)\n"
         "m = trtpack.compile(model, (x,), min_block_size=1, dynamic_shapes=({0: torch.export.Dim('b', min=1, max=16)},))\n"
         "trtpack.save(m, 'm.ep'); torch.save({'w': model.state_dict(), 'x': x}, 'ref.pt')\n")
-    env = {**os.environ, standin.ENV_ACTIVE: "1", standin.ENV_DIR: str(tmp_path / "registry"),
-           "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    env = python_env.env(**{standin.ENV_ACTIVE: "1", standin.ENV_DIR: str(tmp_path / "registry")})
     subprocess.run([sys.executable, "-c", code], cwd=tmp_path, env=env, check=True, capture_output=True)
     (engine,) = trtpack.load(str(tmp_path / "m.ep")).engines
     ref = torch.load(tmp_path / "ref.pt")

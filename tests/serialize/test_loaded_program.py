@@ -6,9 +6,9 @@ import warnings
 import pytest
 import torch
 
-import models
 import trtpack
 from trtpack.artifacts import ep
+from tests.support import models
 
 TARGETS = ["sm86"]
 

@@ -1,18 +1,13 @@
 """A compiled program (real TensorRT-RTX plan, fallback=True) saved as an AOTInductor .pt2 on CPU runs in Python
 (trtpack.load) and in C++ (//tools:run_pt2: libtorch + libtorchtrt_runtime.so, no Python in the process), and both
 reproduce eager outputs at several batch sizes by taking the PyTorch reference branch (no GPU here)."""
-import os
-import sys
 import zipfile
 
 import pytest
 import torch
 
-import models
 import trtpack
-
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "aoti"))
-import pt2_helpers  # noqa: E402
+from tests.support import cpp_binaries, models
 
 ATOL = RTOL = 1e-5
 
@@ -41,7 +36,7 @@ def test_pt2_in_cpp_without_python_matches_eager(saved, tmp_path):
     model, path = saved
     for batch in (3, 33):
         x = torch.randn(batch, 16)
-        outputs, timing, _ = pt2_helpers.run_pt2(path, [x], tmp_path, "--iterations", "3")
+        outputs, timing, _ = cpp_binaries.run_pt2(path, [x], tmp_path, "--iterations", "3")
         torch.testing.assert_close(outputs[0], model(x), atol=ATOL, rtol=RTOL)
         assert timing["iterations"] == 3
 

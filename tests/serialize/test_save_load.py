@@ -3,6 +3,7 @@
 Every .ep is loaded back in a fresh process. On this machine no engine can run, so programs compiled with
 fallback=True run their PyTorch reference branch; the plans are checked byte for byte instead.
 """
+import functools
 import hashlib
 import json
 import os
@@ -13,11 +14,11 @@ import zipfile
 import pytest
 import torch
 
-import models
 import trtpack
 from trtpack import record
 from trtpack.artifacts import program as artifact
-from trtpack.cli import artifact_commands, roundtrip
+from trtpack.cli import artifact_commands
+from tests.support import models, python_env
 
 TARGETS = ["sm86"]
 ATOL = RTOL = 1e-5
@@ -39,10 +40,8 @@ MODELS = {
 
 CHECK_IN_FRESH_PROCESS = """
 import json, sys, hashlib, torch
-sys.path[:0] = json.loads(sys.argv[3])
-import models  # registers the custom op some programs call
+from tests.support import models  # registers the custom op some programs call
 import trtpack
-from trtpack.cli import roundtrip
 from safetensors.torch import load_file
 program = trtpack.load(sys.argv[1])
 data = load_file(sys.argv[2])
@@ -60,13 +59,19 @@ def plan_digests(module) -> dict:
             for e in artifact.engines(module._trtpack_program)}
 
 
-@pytest.fixture(scope="module", params=list(MODELS))
-def compiled(request):
-    cls, shape, axes, sizes = MODELS[request.param]
+@functools.lru_cache(maxsize=None)
+def compile_model(name):
+    """(eager model, compiled with fallback=True), compiled once per test process."""
+    cls, shape, axes, _ = MODELS[name]
     model = models.eval_model(cls)
     torch.manual_seed(1)
-    module = trtpack.compile(model, (torch.randn(shape),), dynamic_shapes=(axes,), targets=TARGETS, fallback=True)
-    return request.param, model, module, sizes
+    return model, trtpack.compile(model, (torch.randn(shape),), dynamic_shapes=(axes,), targets=TARGETS, fallback=True)
+
+
+@pytest.fixture(scope="module", params=list(MODELS))
+def compiled(request):
+    model, module = compile_model(request.param)
+    return request.param, model, module, MODELS[request.param][3]
 
 
 def test_ep_round_trip_in_a_fresh_process(compiled, tmp_path):
@@ -79,9 +84,8 @@ def test_ep_round_trip_in_a_fresh_process(compiled, tmp_path):
         cases = {**{f"in.{i}": x for i, x in enumerate(inputs)}, **{f"out.{i}": model(x) for i, x in enumerate(inputs)}}
     from safetensors.torch import save_file
     save_file(cases, str(tmp_path / "cases.safetensors"))
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.run([sys.executable, "-c", CHECK_IN_FRESH_PROCESS, path, str(tmp_path / "cases.safetensors"),
-                           json.dumps([p for p in sys.path if p])], env=env, capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, "-c", CHECK_IN_FRESH_PROCESS, path, str(tmp_path / "cases.safetensors")],
+                          env=python_env.env(), capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert len(result["diffs"]) == len(sizes)
@@ -246,9 +250,8 @@ def _saved(module, tmp_path) -> str:
 
 
 def test_a_loaded_program_saves_again_and_compiles_again(tmp_path):
-    model = models.eval_model(models.MLP)
+    model, module = compile_model("mlp")  # the round-trip tests' compile, not a second one
     x = torch.randn(4, 16)
-    module = trtpack.compile(model, (x,), dynamic_shapes=({0: batch(64)},), targets=TARGETS, fallback=True)
     trtpack.save(module, str(tmp_path / "a.ep"))
     loaded = trtpack.load(str(tmp_path / "a.ep"))
     trtpack.save(loaded, str(tmp_path / "b.ep"))

@@ -1,13 +1,11 @@
-"""Finding and running the C++ binaries from tests: under `bazel test` they are runfiles; from a source
-checkout (`./bazelw build //tools:run_pt2 //examples/cpp:infer`, then pytest with PYTHONPATH=py) they
-are under bazel-bin/."""
+"""Finding and running the C++ binaries (//tools:run_pt2, //examples/cpp:infer) from tests: under `bazel test` they
+are runfiles; from a source checkout (`./bazelw build //tools:run_pt2 //examples/cpp:infer`, then
+`PYTHONPATH=py python -m pytest` from the repository root) they are under bazel-bin/."""
 import json
 import os
 import subprocess
-import time
 
 import pytest
-import torch
 from safetensors.torch import load_file, save_file
 
 _REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -46,10 +44,3 @@ def needed_libraries(path):
     proc = subprocess.run(["ldd", path], capture_output=True, text=True, check=True)
     return [line.split()[0] for line in proc.stdout.splitlines() if line.strip()]
 
-
-def timed(what, fn, *args, **kwargs):
-    """Calls fn and prints how long it took (pytest -s shows it; the report quotes these)."""
-    start = time.perf_counter()
-    result = fn(*args, **kwargs)
-    print(f"[timing] {what}: {time.perf_counter() - start:.3f} s (torch {torch.__version__})")
-    return result

@@ -1,6 +1,6 @@
-"""The models of the GPU suite, shared by make_fixtures.py (compiles them where TensorRT-RTX builds) and
-test_gpu.py (runs them on CUDA). `scale` is a custom op no engine supports, so `split` becomes two engines with
-PyTorch between them; it records the device of every call."""
+"""The models of the GPU suite, shared by tests/gpu/make_fixtures.py (compiles them where TensorRT-RTX builds) and
+tests/gpu/test_gpu.py (runs them on CUDA). `scale` is a custom op no engine supports, so `split` becomes two engines
+with PyTorch between them; it records the device of every call."""
 import torch
 
 SCALE_CALLS = []  # device of each call of trtpack_gpu_test::scale
