@@ -6,7 +6,6 @@ fake byte buffer (tests.support.plans) with a valid record meta: it is never exe
 we have); the point is that the ops reach libtorchtrt_runtime's C++ kernels through AOTInductor's proxy executor.
 """
 import json
-import re
 import zipfile
 
 import pytest
