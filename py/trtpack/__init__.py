@@ -1,4 +1,13 @@
-"""trtpack: compile PyTorch programs into TensorRT engines and ship them (.ep, .pt2, .engine)."""
+"""trtpack: compile PyTorch programs into TensorRT engines and ship them (.ep, .pt2, .engine).
+
+One folder per stage of the data path, each with one entry point:
+  compiler/   model -> export -> partition -> ONNX -> TensorRT plan -> lowered program      (trtpack.compile)
+  record.py   the engine record (plan bytes + meta JSON), a face over the C++ core          (docs/FORMAT.md)
+  runtime/    the ops' kernels: fake (tracing), Python TensorRT executor, the test stand-in
+  artifacts/  save / load / inspect, one module per format; load returns a LoadedProgram   (trtpack.save, .load)
+  cli/        the `trtpack` command over the above
+  names.py, machine.py, guard.py, errors.py: spellings, this machine, error translation, error types
+"""
 from trtpack import _native
 from trtpack.errors import (FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError,
                             UntrustedCodeError)
