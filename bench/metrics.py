@@ -145,7 +145,8 @@ def call_overhead(iterations: int, reps: int, targets: list) -> dict:
     found = paired(loop(compiled), loop(model), reps)
     exported_seconds = [_seconds(loop(exported)) for _ in range(reps)]
     plan = next(b for _, b in compiled.named_buffers() if b.dtype == torch.uint8)
-    meta = next(n.args[2] for n in compiled.graph.nodes if n.target is torch.ops.trtpack.engine_usable.default)
+    meta = next(n.args[2] for n in compiled._trtpack_program.graph.nodes
+                if n.target is torch.ops.trtpack.engine_usable.default)
     usable_seconds = [_seconds(loop(lambda x: torch.ops.trtpack.engine_usable([x], plan, meta))) for _ in range(reps)]
     found["iterations"] = iterations
     found["per_call_us"] = {"trtpack": found["trtpack"]["median"] / iterations * 1e6,
