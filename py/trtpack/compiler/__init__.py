@@ -33,10 +33,10 @@ class Prepared:
     gm: torch.fx.GraphModule
     parts: partitioning.Partitioning
     symbols: SymbolTable
-    region_inputs: dict
+    region_inputs: dict   # region name -> example tensors; only with verify (it runs the model eagerly)
 
 
-def prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress) -> Prepared:
+def prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify) -> Prepared:
     with progress.stage("export"):
         program = export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes)
     with progress.stage("partition"):
@@ -44,7 +44,7 @@ def prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, pro
         parts = partitioning.partition(gm, min_block_size)
         flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
         symbols = SymbolTable(program, flat_inputs)
-        region_inputs = example_region_inputs(gm, flat_inputs, parts.regions)
+        region_inputs = example_region_inputs(gm, flat_inputs, parts.regions) if verify else {}
     return Prepared(program, gm, parts, symbols, region_inputs)
 
 
@@ -78,7 +78,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     progress = Progress()
     chosen = get_backend(backend)
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
-    prepared = prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress)
+    prepared = prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify)
     parts, symbols = prepared.parts, prepared.symbols
 
     engines, left_out = {}, [vars(item) for item in parts.left_out]
@@ -86,7 +86,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         try:
             with progress.stage(f"{name} ({sum(parts.region_ops[name].values())} ops)"):
                 engines[name] = compile_region(
-                    prepared.gm, name, prepared.region_inputs[name], symbols, chosen, targets, verify, min_block_size,
+                    prepared.gm, name, prepared.region_inputs.get(name), symbols, chosen, targets, verify, min_block_size,
                     range_constraints=prepared.program.range_constraints, use_cache=cache, progress=progress.step)
         except convert.VerificationError:
             raise
@@ -140,7 +140,7 @@ def build_single_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targ
     """The whole program as one engine (plan + meta); any unsupported node raises UnsupportedGraphError."""
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
     progress = Progress()
-    prepared = prepare(exported_program, arg_inputs, kwarg_inputs, None, 1, progress)
+    prepared = prepare(exported_program, arg_inputs, kwarg_inputs, None, 1, progress, verify)
     parts = prepared.parts
     if parts.left_out:  # with min_block_size=1 every supported op is in a region: what is left out is unsupported
         raise UnsupportedGraphError(
@@ -151,7 +151,7 @@ def build_single_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targ
         raise UnsupportedGraphError(f"trtpack: the program splits into {len(parts.regions)} independent parts; "
                                     "one engine needs one connected graph (use trtpack.compile instead)")
     name = parts.regions[0]
-    return compile_region(prepared.gm, name, prepared.region_inputs[name], prepared.symbols, get_backend(backend),
+    return compile_region(prepared.gm, name, prepared.region_inputs.get(name), prepared.symbols, get_backend(backend),
                           targets, verify, 1, range_constraints=prepared.program.range_constraints, use_cache=cache,
                           progress=progress.step)
 

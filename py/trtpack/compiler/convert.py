@@ -60,6 +60,7 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
             outputs = [OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(env[r].name), None) for r in results]
             continue
         env[node] = graph.node_copy(node, lambda arg: env[arg])
+        _squeeze_one_dim(env[node])
     root = torch.fx.GraphModule(torch.nn.Module(), graph)
     user_inputs = [TensorArgument(spec.arg.name) for spec in specs if spec.kind == InputKind.USER_INPUT]
     _, in_spec = pytree.tree_flatten((tuple(user_inputs), {}))
@@ -72,6 +73,14 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
             range_constraints=dict(range_constraints), module_call_graph=call_graph, constants=constants)
     except Exception as error:  # the verifier names what torch refuses in the graph
         raise UnsupportedGraphError(f"trtpack: the region is not a valid program on its own: {error}") from error
+
+
+def _squeeze_one_dim(node: torch.fx.Node) -> None:
+    """squeeze.dims(x, [d]) → squeeze.dim(x, d): the same op, but one torchlib translates directly (squeeze.dims
+    alone would send the whole region through the exporter's decomposition, seconds for a BERT)."""
+    if node.target is torch.ops.aten.squeeze.dims and len(node.args) == 2 and len(node.args[1]) == 1:
+        node.target = torch.ops.aten.squeeze.dim
+        node.args = (node.args[0], node.args[1][0])
 
 
 @dataclass
