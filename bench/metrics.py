@@ -183,17 +183,21 @@ def call_overhead(iterations: int, reps: int, targets: list) -> dict:
                     fn(*inputs)
         return run
 
-    with torch.no_grad():
-        for fn in (model, compiled, exported):
-            for _ in range(20):
-                fn(*inputs)
     unresolved = compiled._trtpack_program.module()  # the torch.cond program, called as is
-    with torch.no_grad():
-        for _ in range(20):
-            unresolved(*inputs)
-    found = paired(loop(compiled), loop(exported), reps)
-    eager_seconds = [_seconds(loop(model)) for _ in range(reps)]
-    cond_seconds = [_seconds(loop(unresolved)) for _ in range(reps)]
+    # One intra-op thread: the per-call cost is Python and dispatch, and on a shared 2-core machine a second thread
+    # spin-waiting for a core made single calls swing 5x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for fn in (model, compiled, exported, unresolved):
+                for _ in range(20):
+                    fn(*inputs)
+        found = paired(loop(compiled), loop(exported), reps)
+        eager_seconds = [_seconds(loop(model)) for _ in range(reps)]
+        cond_seconds = [_seconds(loop(unresolved)) for _ in range(reps)]
+    finally:
+        torch.set_num_threads(threads)
     plan = next(b for _, b in compiled.named_buffers() if b.dtype == torch.uint8)
     meta = next(n.args[2] for n in compiled._trtpack_program.graph.nodes
                 if n.target is torch.ops.trtpack.engine_usable.default)

@@ -86,8 +86,9 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         try:
             with progress.stage(f"{name} ({sum(parts.region_ops[name].values())} ops)"):
                 engines[name] = compile_region(
-                    prepared.gm, name, prepared.region_inputs.get(name), symbols, chosen, targets, verify, min_block_size,
-                    range_constraints=prepared.program.range_constraints, use_cache=cache, progress=progress.step)
+                    prepared.gm, name, prepared.region_inputs.get(name), symbols, chosen, targets, verify,
+                    min_block_size, range_constraints=prepared.program.range_constraints, use_cache=cache,
+                    progress=progress.step)
         except convert.VerificationError:
             raise
         except UnsupportedGraphError as error:

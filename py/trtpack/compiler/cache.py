@@ -183,7 +183,9 @@ def key(region: torch.fx.GraphModule, signature: dict) -> str:
 
 
 def _target_name(target) -> str:
-    return target if isinstance(target, str) else f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
+    if isinstance(target, str):
+        return target
+    return f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
 
 
 def _argument(value, index):

@@ -1,4 +1,5 @@
-"""One region through stages 3-4: cache lookup → its own program → ONNX → (verify) → plan + meta, with timings."""
+"""One region through stages 3-4: cache lookup → its own program → ONNX → (verify) → plan + meta, with
+timings."""
 import time
 from dataclasses import dataclass, field
 from typing import Optional
