@@ -103,20 +103,21 @@ def get(key: str) -> Optional[Entry]:
     path = _path(key)
     try:
         with open(path, "rb") as f:
-            data = f.read()
+            try:
+                (length,) = _HEADER.unpack(f.read(_HEADER.size))
+                if length > os.fstat(f.fileno()).st_size:
+                    raise ValueError(f"header length {length} exceeds the file")
+                header = json.loads(f.read(length))
+                plan = f.read()  # read apart from the header: a 500 MB plan is copied once, not twice
+                if header.get("key") != key or len(plan) != header["plan_size"]:
+                    raise ValueError(f"{len(plan)} plan bytes, the header says {header.get('plan_size')}")
+                if hashlib.sha256(plan).hexdigest() != header["plan_sha256"]:
+                    raise ValueError("plan sha256 mismatch")
+                entry = Entry(plan=plan, meta=header["meta"], targets=header["targets"])
+            except (struct.error, ValueError, KeyError, TypeError, AttributeError) as error:
+                _report_damage(path, str(error) or type(error).__name__)
+                return None
     except FileNotFoundError:
-        return None
-    try:
-        (length,) = _HEADER.unpack_from(data, 0)
-        header = json.loads(data[_HEADER.size:_HEADER.size + length])
-        plan = data[_HEADER.size + length:]
-        if header.get("key") != key or len(plan) != header["plan_size"]:
-            raise ValueError(f"{len(plan)} plan bytes, the header says {header.get('plan_size')}")
-        if hashlib.sha256(plan).hexdigest() != header["plan_sha256"]:
-            raise ValueError("plan sha256 mismatch")
-        entry = Entry(plan=plan, meta=header["meta"], targets=header["targets"])
-    except (struct.error, ValueError, KeyError, TypeError) as error:
-        _report_damage(path, str(error))
         return None
     try:
         os.utime(path)  # least recently used = oldest mtime
