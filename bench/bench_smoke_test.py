@@ -1,14 +1,15 @@
-"""The benchmark runs end to end on a ~1 MB model, one repetition, and reports every metric with a finite ratio."""
+"""The benchmark runs end to end on a ~1 MB MLP and tiny ResNet-50-like / BERT-like models, one repetition, and
+reports every metric with a finite ratio."""
 import json
 import math
 
 from bench import all as bench_all
-from bench import report
+from bench import models, report
 
 
 def test_every_metric_has_a_finite_ratio(tmp_path):
     results = bench_all.run(sizes=[1.0], reps=1, targets=["sm86"], pt2_sizes=[1.0], call_iterations=20,
-                            workdir=str(tmp_path))
+                            workdir=str(tmp_path), compile_models=models.compile_models(tiny=True))
     results = json.loads(json.dumps(results))  # what --json writes
     measured = {row["metric"] for row in results["rows"]}
     assert measured == set(report.TARGETS)
@@ -19,3 +20,5 @@ def test_every_metric_has_a_finite_ratio(tmp_path):
     assert size["regions"] == 1
     assert size["size"]["plan_bytes"] > 0.9 * size["weight_bytes"]  # the plan carries the weights
     assert list(tmp_path.iterdir()) == []  # artifacts are cleaned up
+    for model in results["models"]:
+        assert model["regions"] >= 1 and model["cache_hit"]["hits"] == model["cache_hit"]["regions"]

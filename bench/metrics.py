@@ -1,6 +1,8 @@
 """Each measurement as a pair: trtpack's number and the baseline's, measured in the same run (interleaved)."""
+import contextlib
 import gc
 import os
+import tempfile
 import time
 import warnings
 
@@ -43,9 +45,55 @@ def _load_plain(path: str):
         return torch.export.load(f).module()
 
 
-def compile_model(model, inputs, targets):
+def compile_model(model, inputs, targets, fallback=True, cache=False):
     return _quiet(trtpack.compile, model, inputs, dynamic_shapes=models.dynamic_shapes(), targets=targets,
-                  fallback=True)
+                  fallback=fallback, cache=cache)
+
+
+@contextlib.contextmanager
+def _cache_dir(folder: str):
+    before = os.environ.get("TRTPACK_CACHE_DIR")
+    os.environ["TRTPACK_CACHE_DIR"] = folder
+    try:
+        yield
+    finally:
+        if before is None:
+            del os.environ["TRTPACK_CACHE_DIR"]
+        else:
+            os.environ["TRTPACK_CACHE_DIR"] = before
+
+
+def compile_metrics(model, inputs, targets: list, reps: int) -> tuple:
+    """compile (fallback=False) and compile_fallback (fallback=True), both without the cache, each against the same
+    hand-run of the repetition; cache_hit: compiles with a warm cache against the cold one (a fresh cache folder).
+    Returns (metrics, the last fallback=True module)."""
+    hand, plain, fallback, holder = [], [], [], {}
+    for _ in range(reps):
+        hand.append(_seconds(lambda: hand_compile(model, inputs, targets)))
+        plain.append(_seconds(lambda: holder.update(plain=compile_model(model, inputs, targets, fallback=False))))
+        fallback.append(_seconds(lambda: holder.update(fallback=compile_model(model, inputs, targets))))
+    out = {"compile": result(plain, hand), "compile_fallback": result(fallback, hand)}
+    out["compile"]["stages"] = holder["plain"].meta["trtpack_summary"]["seconds"]
+    out["compile_fallback"]["stages"] = holder["fallback"].meta["trtpack_summary"]["seconds"]
+    with tempfile.TemporaryDirectory(prefix="trtpack-bench-cache-") as folder, _cache_dir(folder):
+        cold = _seconds(lambda: compile_model(model, inputs, targets, fallback=False, cache=True))
+        warm = []
+        for _ in range(reps):
+            warm.append(_seconds(lambda: holder.update(warm=compile_model(model, inputs, targets, fallback=False,
+                                                                          cache=True))))
+    hits = holder["warm"].meta["trtpack_summary"]
+    out["cache_hit"] = {"trtpack": timing.stats(warm), "baseline": timing.stats([cold]),
+                        "ratio": timing.stats([w / cold for w in warm]), "stages": hits["seconds"],
+                        "hits": hits["cache_hits"], "regions": len(hits["regions"])}
+    return out, holder["fallback"]
+
+
+def for_model(name: str, model, inputs, targets: list, reps: int) -> dict:
+    """The compile metrics of a whole model (ResNet-50-like, BERT-like)."""
+    found, compiled = compile_metrics(model, inputs, targets, reps)
+    summary = compiled.meta["trtpack_summary"]
+    return {"name": name, "parameters": sum(p.numel() for p in model.parameters()),
+            "regions": len(summary["regions"]), "ops_in_pytorch": summary["ops_in_pytorch"], **found}
 
 
 def plan_bytes(compiled) -> int:
@@ -70,13 +118,9 @@ def for_size(weight_mb: float, reps: int, workdir: str, targets: list, with_pt2:
     inputs = models.example_inputs(model)
     out = {"weight_mb": weight_mb, "weight_bytes": models.weight_bytes(model)}
 
-    holder = {}
-    out["compile"] = paired(lambda: holder.update(m=compile_model(model, inputs, targets)),
-                            lambda: hand_compile(model, inputs, targets), reps)
-    compiled = holder.pop("m")
-    summary = compiled.meta["trtpack_summary"]
-    out["compile"]["stages"] = summary["seconds"]
-    out["regions"] = len(summary["regions"])
+    found, compiled = compile_metrics(model, inputs, targets, reps)
+    out.update(found)
+    out["regions"] = len(compiled.meta["trtpack_summary"]["regions"])
     plain = torch.export.export(model, inputs, dynamic_shapes=models.dynamic_shapes(), strict=False)
 
     # The floor keeps the .pt2 suffix: torch warns about any other.
@@ -124,8 +168,9 @@ def pt2_load(compiled, plain, workdir: str, reps: int) -> dict:
 
 
 def call_overhead(iterations: int, reps: int, targets: list) -> dict:
-    """Per-call time of a small fallback=True program (torch.cond + engine_usable, reference branch on CPU)
-    against the plain eager model; also the plain exported module, to separate export's own call cost."""
+    """Per-call time of a small fallback=True program on CPU (engine_usable decided once, reference branch called
+    directly) against the plain exported module (torch.export.export(model).module()); eager and the torch.cond
+    program as saved (trtpack.load before resolving) are reported alongside."""
     model = models.mlp(0.1)
     inputs = models.example_inputs(model)
     compiled = compile_model(model, inputs, targets)
@@ -138,18 +183,29 @@ def call_overhead(iterations: int, reps: int, targets: list) -> dict:
                     fn(*inputs)
         return run
 
-    with torch.no_grad():
-        for fn in (model, compiled, exported):
-            for _ in range(20):
-                fn(*inputs)
-    found = paired(loop(compiled), loop(model), reps)
-    exported_seconds = [_seconds(loop(exported)) for _ in range(reps)]
+    unresolved = compiled._trtpack_program.module()  # the torch.cond program, called as is
+    # One intra-op thread: the per-call cost is Python and dispatch, and on a shared 2-core machine a second thread
+    # spin-waiting for a core made single calls swing 5x.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for fn in (model, compiled, exported, unresolved):
+                for _ in range(20):
+                    fn(*inputs)
+        found = paired(loop(compiled), loop(exported), reps)
+        eager_seconds = [_seconds(loop(model)) for _ in range(reps)]
+        cond_seconds = [_seconds(loop(unresolved)) for _ in range(reps)]
+    finally:
+        torch.set_num_threads(threads)
     plan = next(b for _, b in compiled.named_buffers() if b.dtype == torch.uint8)
-    meta = next(n.args[2] for n in compiled.graph.nodes if n.target is torch.ops.trtpack.engine_usable.default)
+    meta = next(n.args[2] for n in compiled._trtpack_program.graph.nodes
+                if n.target is torch.ops.trtpack.engine_usable.default)
     usable_seconds = [_seconds(loop(lambda x: torch.ops.trtpack.engine_usable([x], plan, meta))) for _ in range(reps)]
     found["iterations"] = iterations
     found["per_call_us"] = {"trtpack": found["trtpack"]["median"] / iterations * 1e6,
-                            "baseline": found["baseline"]["median"] / iterations * 1e6,
-                            "exported_plain": timing.stats(exported_seconds)["median"] / iterations * 1e6,
+                            "exported_plain": found["baseline"]["median"] / iterations * 1e6,
+                            "eager": timing.stats(eager_seconds)["median"] / iterations * 1e6,
+                            "torch_cond_program": timing.stats(cond_seconds)["median"] / iterations * 1e6,
                             "engine_usable_alone": timing.stats(usable_seconds)["median"] / iterations * 1e6}
     return found

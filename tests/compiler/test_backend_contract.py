@@ -1,4 +1,4 @@
-"""Contract tests of the backend interface against a FAKE TensorRT module (tests/compiler/fake_tensorrt.py).
+"""Contract tests of the backend interface against a FAKE TensorRT module (tests/support/fake_tensorrt_builder.py).
 
 For `tensorrt` (full TensorRT) these are the only tests: that backend is UNVERIFIED against the real module.
 `tensorrt_rtx` also builds real plans in test_models.py and test_support_matrix.py."""
@@ -7,7 +7,7 @@ import sys
 import pytest
 import torch
 
-import fake_tensorrt
+from tests.support import fake_tensorrt_builder as fake_tensorrt
 from trtpack import IncompatibleEngineError, UnsupportedGraphError
 from trtpack.compiler import backends, build
 

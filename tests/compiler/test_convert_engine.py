@@ -2,10 +2,11 @@
 import pytest
 import torch
 
-import models
+from tests.support import models
 import trtpack
 from trtpack import record
 from trtpack.compiler import build_single_engine, convert
+from trtpack.compiler.export import export_program
 
 
 def _program(cls, shape):
@@ -36,8 +37,9 @@ def test_unsupported_nodes_are_listed_with_their_source_location():
 
 
 def test_verify_catches_an_onnx_model_that_computes_something_else():
-    program, x = _program(models.MLP, (4, 16))
-    onnx_bytes = convert.to_onnx(program)
+    x = torch.randn(4, 16)
+    program = export_program(models.eval_model(models.MLP), (x,))
+    onnx_bytes = convert.to_onnx(program).data
     other = models.eval_model(models.MLP)
     with torch.no_grad():
         other.net[0].weight.add_(0.5)

@@ -5,7 +5,7 @@ import hashlib
 import pytest
 import torch
 
-import models
+from tests.support import models
 import trtpack
 from trtpack import record
 
@@ -48,7 +48,7 @@ def test_running_without_fallback_where_engines_cannot_run_raises(engine_only):
 
 
 def test_compile_is_deterministic(mlp, engine_only):
-    again = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"])
+    again = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"], cache=False)
     meta = [n.args[2] for g in (engine_only, again) for n in g.graph.nodes
             if n.target == torch.ops.trtpack.execute_engine.default]
     assert meta[0] == meta[1]
@@ -90,7 +90,7 @@ def test_an_unbounded_dim_gets_the_documented_default_max(mlp):
 
     module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: torch.export.Dim("b")},),
                              targets=["sm86"], fallback=True)
-    call = next(n for n in module.graph.nodes if n.target == torch.ops.trtpack.engine_usable.default)
+    call = next(n for n in module._trtpack_program.graph.nodes if n.target == torch.ops.trtpack.engine_usable.default)
     assert record.decode_meta(call.args[2])["symbols"] == {"s0": {"min": 1, "opt": 4, "max": DEFAULT_MAX_DIM}}
     with pytest.raises(trtpack.IncompatibleEngineError, match=f"in \\[1, {DEFAULT_MAX_DIM}\\]"):
         module(torch.randn(DEFAULT_MAX_DIM + 1, 16))
@@ -101,7 +101,7 @@ def test_a_region_that_sees_only_a_derived_size_records_it_as_a_local_symbol():
     dims = {0: torch.export.Dim("batch", min=1, max=8), 1: torch.export.Dim("seq", min=2, max=16)}
     module = trtpack.compile(model, (torch.randn(2, 5, 8),), dynamic_shapes=(dims,), targets=["sm86"],
                              fallback=True, min_block_size=3)
-    metas = [record.decode_meta(n.args[2]) for n in module.graph.nodes
+    metas = [record.decode_meta(n.args[2]) for n in module._trtpack_program.graph.nodes
              if n.target == torch.ops.trtpack.engine_usable.default]
     assert [m["outputs"][0]["shape"] for m in metas] == [["(s0*s1)", 1, 16], ["t0", 4]]
     assert metas[1]["inputs"][0]["shape"] == ["t0", 1, 16]

@@ -3,7 +3,7 @@ import pytest
 import torch
 from torch import nn
 
-import models
+from tests.support import models
 from trtpack.compiler import partition, support
 from trtpack.compiler.export import export_program
 

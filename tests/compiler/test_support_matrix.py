@@ -5,7 +5,7 @@ import collections
 import pytest
 import torch
 
-from op_cases import CASES
+from tests.compiler.op_cases import CASES
 from trtpack import record
 from trtpack.compiler import build_single_engine, convert, support
 from trtpack.compiler.export import export_program

@@ -112,7 +112,8 @@ def program_to_save(module, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=N
         raise TrtpackError("trtpack: save() needs arg_inputs (and dynamic_shapes) to export a module that "
                            "trtpack.compile did not return. Pass the example inputs you compiled with.")
     from trtpack.compiler.export import export_program
-    program = export_program(module, tuple(arg_inputs or ()), dict(kwarg_inputs or {}), dynamic_shapes, decompose=False)
+    program = export_program(module, tuple(arg_inputs or ()), dict(kwarg_inputs or {}), dynamic_shapes=dynamic_shapes,
+                             decompose=False)
     if recorded is not None:
         _warn_narrowed(input_dim_ranges(recorded), input_dim_ranges(program))
     return program

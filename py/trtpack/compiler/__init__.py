@@ -1,17 +1,20 @@
 """trtpack's compiler: PyTorch program → regions → ONNX → TensorRT plans → a lowered, re-exported program.
 
-Stages, one module each: export → support + partition → convert (ONNX, verify) → build (plan, meta) → lower.
+Stages, one module each: export → support + partition → convert (ONNX, verify) → build (plan, meta; engine cache)
+→ lower. The model is exported and decomposed once; each region's program and ONNX model come from that one graph.
 """
 import logging
 import time
+from dataclasses import dataclass
 
 import torch
 from torch.utils import _pytree as pytree
-from tqdm import tqdm
 
-from trtpack.compiler import convert, lower, partition as partitioning, support
+from trtpack.compiler import convert, lower, partition as partitioning
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
+from trtpack.compiler.progress import Progress
+from trtpack.runtime import branches
 from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
 from trtpack.compiler.symbolic import SymbolTable
 from trtpack import guard
@@ -22,8 +25,31 @@ log = logging.getLogger("trtpack.compiler")
 __all__ = ["compile", "convert_exported_program_to_trt_engine", "build_single_engine"]
 
 
+@dataclass
+class Prepared:
+    """What compile and build_single_engine share: the one exported program, its partition and symbols, and the
+    tensors each region receives on the example inputs."""
+    program: torch.export.ExportedProgram
+    gm: torch.fx.GraphModule
+    parts: partitioning.Partitioning
+    symbols: SymbolTable
+    region_inputs: dict   # region name -> example tensors; only with verify (it runs the model eagerly)
+
+
+def prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify) -> Prepared:
+    with progress.stage("export"):
+        program = export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes)
+    with progress.stage("partition"):
+        gm = program.module()
+        parts = partitioning.partition(gm, min_block_size)
+        flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
+        symbols = SymbolTable(program, flat_inputs)
+        region_inputs = example_region_inputs(gm, flat_inputs, parts.regions) if verify else {}
+    return Prepared(program, gm, parts, symbols, region_inputs)
+
+
 def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, targets=None, min_block_size=5,
-            fallback=False, verify=False, backend=None) -> torch.fx.GraphModule:
+            fallback=False, verify=False, backend=None, cache=True) -> torch.fx.GraphModule:
     """Compiles `model` into a program whose convertible regions run as TensorRT engines.
 
     Args:
@@ -33,35 +59,36 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         targets: compute capabilities, e.g. ['sm86']; None builds the backend's portable default.
         min_block_size: fewest compute ops a region needs to become an engine.
         fallback: wrap each engine in torch.cond(engine_usable, engine, original PyTorch ops), so the program runs
-            anywhere; without it, running where an engine is unusable raises IncompatibleEngineError.
+            anywhere; without it, running where an engine is unusable raises IncompatibleEngineError. The returned
+            module decides each engine_usable once per device and then calls the chosen branch directly
+            (trtpack.runtime.branches.resolve); what trtpack.save writes keeps the torch.cond.
         verify: run each region's ONNX model with onnxruntime against PyTorch; raise beyond tolerance.
         backend: 'tensorrt_rtx' (default) or 'tensorrt' (unverified).
+        cache: reuse plans from the engine cache ($TRTPACK_CACHE_DIR/engines, see trtpack.compiler.cache) and
+            store new ones; False builds every engine and leaves the cache alone.
 
     Returns:
         A GraphModule that runs like the model. `module.meta["trtpack_summary"]` describes the regions, what
-        stayed in PyTorch and why, plan sizes, targets and where the time went.
+        stayed in PyTorch and why, plan sizes, targets, cache hits and where the time went.
 
     Example:
         >>> module = trtpack.compile(model, (torch.randn(2, 3, 32, 32),), fallback=True, targets=["sm86"])
     """
     started = time.perf_counter()
+    progress = Progress()
     chosen = get_backend(backend)
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
-    program = export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes)
-    export_seconds = time.perf_counter() - started
-
-    gm = program.module()
-    parts = partitioning.partition(gm, min_block_size)
-    flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
-    symbols = SymbolTable(program, flat_inputs)
-    region_inputs = example_region_inputs(gm, flat_inputs, parts.regions)
+    prepared = prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify)
+    parts, symbols = prepared.parts, prepared.symbols
 
     engines, left_out = {}, [vars(item) for item in parts.left_out]
-    progress = tqdm(parts.regions, desc="trtpack: building engines", unit="region", disable=None)
-    for name in progress:
+    for name in parts.regions:
         try:
-            engines[name] = compile_region(gm, name, region_inputs[name], symbols, chosen, targets, verify,
-                                           min_block_size)
+            with progress.stage(f"{name} ({sum(parts.region_ops[name].values())} ops)"):
+                engines[name] = compile_region(
+                    prepared.gm, name, prepared.region_inputs.get(name), symbols, chosen, targets, verify,
+                    min_block_size, range_constraints=prepared.program.range_constraints, use_cache=cache,
+                    progress=progress.step)
         except convert.VerificationError:
             raise
         except UnsupportedGraphError as error:
@@ -70,18 +97,17 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
                          for op, count in parts.region_ops[name].items()]
             continue
         timings = ", ".join(f"{stage} {seconds:.2f}s" for stage, seconds in engines[name].seconds.items())
-        progress.set_postfix_str(f"{name}: {timings}")
         log.info("%s (%d ops): %s", name, sum(parts.region_ops[name].values()), timings)
 
-    start = time.perf_counter()
-    lower.replace_regions(gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
-    reexported = lower.reexport(gm, program, symbols, arg_inputs, kwarg_inputs)
-    lowered = reexported.module()
-    lowered._trtpack_program = reexported  # what trtpack.save writes, without exporting again
-    lower_seconds = time.perf_counter() - start
+    with progress.stage("lower"):
+        lower.replace_regions(prepared.gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
+        reexported = lower.reexport(prepared.gm, prepared.program, symbols, arg_inputs, kwarg_inputs)
+        lowered = branches.resolve(reexported.module())
+    lowered._trtpack_program = reexported  # what trtpack.save writes (the portable torch.cond program), no re-export
     guard.translate_errors(lowered, symbols.describe() or "all sizes static")
     lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
-        "export": export_seconds, "lower": lower_seconds, "total": time.perf_counter() - started})
+        **{stage: progress.seconds[stage] for stage in ("export", "partition", "lower")},
+        "total": time.perf_counter() - started})
     return lowered
 
 
@@ -94,13 +120,15 @@ def _summary(parts, engines, left_out, backend, targets, fallback, min_block_siz
         if engine.verification:
             entry.update(max_abs_error=engine.verification.max_abs_error,
                          max_rel_error=engine.verification.max_rel_error)
+        entry["cache_hit"] = engine.cache_hit
         regions.append(entry)
-    for stage in ("export", "onnx", "verify", "build"):
+    for stage in ("cache_key", "cache_read", "onnx", "verify", "build"):
         seconds.setdefault(stage, 0.0)
         seconds[stage] += sum(e.seconds.get(stage, 0.0) for e in engines.values())
     return {
         "backend": backend.name, "backend_verified": backend.verified, "requested_targets": targets,
         "fallback": fallback, "min_block_size": min_block_size, "regions": regions,
+        "cache_hits": sum(e.cache_hit for e in engines.values()),
         "ops_in_engines": sum(r["num_ops"] for r in regions),
         "ops_in_pytorch": sum(item.get("count", 1) for item in left_out),
         "left_in_pytorch": left_out,
@@ -109,29 +137,24 @@ def _summary(parts, engines, left_out, backend, targets, fallback, min_block_siz
 
 
 def build_single_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targets=None, verify=False,
-                        backend=None) -> RegionEngine:
+                        backend=None, cache=True) -> RegionEngine:
     """The whole program as one engine (plan + meta); any unsupported node raises UnsupportedGraphError."""
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
-    program = export_program(exported_program, arg_inputs, kwarg_inputs)
-    gm = program.module()
-    unsupported = []
-    for node in gm.graph.nodes:
-        reason = support.unsupported_reason(node) if support.is_compute_node(node) else None
-        if reason:
-            where = partitioning.source_location(node) or "(no source location)"
-            unsupported.append(f"{node.name} ({partitioning.op_name(node)}): {reason}\n      at {where}")
-    if unsupported:
-        raise UnsupportedGraphError("trtpack: the program cannot become one TensorRT engine; unsupported nodes:\n  - "
-                                    + "\n  - ".join(unsupported))
-    parts = partitioning.partition(gm, 1)
+    progress = Progress()
+    prepared = prepare(exported_program, arg_inputs, kwarg_inputs, None, 1, progress, verify)
+    parts = prepared.parts
+    if parts.left_out:  # with min_block_size=1 every supported op is in a region: what is left out is unsupported
+        raise UnsupportedGraphError(
+            "trtpack: the program cannot become one TensorRT engine; unsupported nodes:\n  - " + "\n  - ".join(
+                f"{item.node} ({item.op}): {item.reason}\n      at {item.location or '(no source location)'}"
+                for item in parts.left_out))
     if len(parts.regions) != 1:
         raise UnsupportedGraphError(f"trtpack: the program splits into {len(parts.regions)} independent parts; "
                                     "one engine needs one connected graph (use trtpack.compile instead)")
-    flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
-    symbols = SymbolTable(program, flat_inputs)
     name = parts.regions[0]
-    region_inputs = example_region_inputs(gm, flat_inputs, [name])
-    return compile_region(gm, name, region_inputs[name], symbols, get_backend(backend), targets, verify, 1)
+    return compile_region(prepared.gm, name, prepared.region_inputs.get(name), prepared.symbols, get_backend(backend),
+                          targets, verify, 1, range_constraints=prepared.program.range_constraints, use_cache=cache,
+                          progress=progress.step)
 
 
 def convert_exported_program_to_trt_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targets=None,

@@ -49,14 +49,14 @@ def build_plan(onnx_bytes: bytes, profile: dict, backend: Backend, targets=None)
                 output_names=[network.get_output(i).name for i in range(network.num_outputs)])
 
 
-def profile_shapes(names, input_dims, symbols) -> dict:
+def profile_shapes(input_dims, symbols) -> list:
     """(min, opt, max) per input from the program's symbol ranges; derived dims are evaluated at each end."""
-    profile = {}
-    for name, dims in zip(names, input_dims):
+    profile = []
+    for dims in input_dims:
         ends = [tuple(symbols.evaluate(d, which) for d in dims) for which in ("min", "opt", "max")]
         low = tuple(min(a, b) for a, b in zip(ends[0], ends[2]))
         high = tuple(max(a, b) for a, b in zip(ends[0], ends[2]))
-        profile[name] = (low, ends[1], high)
+        profile.append((low, ends[1], high))
     return profile
 
 

@@ -1,11 +1,19 @@
-"""Stage 3: one region → a standalone ExportedProgram → ONNX bytes (dynamo exporter); optional numeric check of
-those exact bytes with onnxruntime against the PyTorch region."""
+"""Stage 3: one region → a standalone ExportedProgram (built from the region's graph, no second trace) → ONNX bytes
+(the dynamo exporter's translation, no second decomposition); optional numeric check of those exact bytes with
+onnxruntime against the PyTorch region."""
 import contextlib
+import functools
 import io
 import logging
+import operator
 from dataclasses import dataclass
 
 import torch
+from torch._ops import OpOverload
+from torch.export.exported_program import ModuleCallEntry, ModuleCallSignature
+from torch.export.graph_signature import (ExportGraphSignature, InputKind, InputSpec, OutputKind, OutputSpec,
+                                          TensorArgument)
+from torch.utils import _pytree as pytree
 
 from trtpack.errors import UnsupportedGraphError
 
@@ -17,40 +25,114 @@ VERIFY_TOLERANCE = {
 }
 
 
-def region_program(region: torch.nn.Module, example_inputs, input_dims, symbols) -> torch.export.ExportedProgram:
-    """Exports a region on its own. Dims that are a bare program symbol share one Dim (same name, same range);
-    derived dims (e.g. s0*16) are left for torch.export to work out (Dim.AUTO)."""
-    dims_by_symbol = {}
-    spec = []
-    for dims in input_dims:
-        per_input = {}
-        for axis, dim in enumerate(dims):
-            if isinstance(dim, int):
-                continue
-            if dim in symbols.ranges_by_name:
-                if dim not in dims_by_symbol:
-                    bounds = symbols.ranges_by_name[dim]
-                    dims_by_symbol[dim] = torch.export.Dim(dim, min=bounds["min"], max=bounds["max"])
-                per_input[axis] = dims_by_symbol[dim]
-            else:
-                per_input[axis] = torch.export.Dim.AUTO
-        spec.append(per_input or None)
+def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.export.ExportedProgram:
+    """The region as an ExportedProgram of its own, built from its graph without tracing again: its weights (get_attr
+    nodes) become lifted parameters/buffers/constants, its inputs user inputs. The nodes keep the fake values
+    (symbolic shapes) of the one export of the whole program."""
+    graph, env, specs, state, constants = torch.fx.Graph(), {}, [], {}, {}
+    buffers = dict(region.named_buffers())
+    nodes = list(region.graph.nodes)
+    for node in (n for n in nodes if n.op == "get_attr"):
+        value = operator.attrgetter(node.target)(region)
+        lifted = graph.placeholder("w_" + node.target.replace(".", "_"))
+        lifted.meta = dict(node.meta)
+        if isinstance(value, torch.nn.Parameter):
+            kind, persistent = InputKind.PARAMETER, None
+            state[node.target] = value
+        elif node.target in buffers:
+            kind, persistent = InputKind.BUFFER, True
+            state[node.target] = value
+        else:
+            kind, persistent = InputKind.CONSTANT_TENSOR, None
+            constants[node.target] = value
+        specs.append(InputSpec(kind, TensorArgument(lifted.name), node.target, persistent=persistent))
+        env[node] = lifted
+    for node in (n for n in nodes if n.op == "placeholder"):
+        env[node] = graph.placeholder(node.name)
+        env[node].meta = dict(node.meta)
+        specs.append(InputSpec(InputKind.USER_INPUT, TensorArgument(env[node].name), None))
+    for node in nodes:
+        if node.op in ("get_attr", "placeholder"):
+            continue
+        if node.op == "output":
+            results = node.args[0] if isinstance(node.args[0], (tuple, list)) else [node.args[0]]
+            graph.output(tuple(env[r] for r in results)).meta = dict(node.meta)
+            outputs = [OutputSpec(OutputKind.USER_OUTPUT, TensorArgument(env[r].name), None) for r in results]
+            continue
+        env[node] = graph.node_copy(node, lambda arg: env[arg])
+        _squeeze_one_dim(env[node])
+    root = torch.fx.GraphModule(torch.nn.Module(), graph)
+    user_inputs = [TensorArgument(spec.arg.name) for spec in specs if spec.kind == InputKind.USER_INPUT]
+    _, in_spec = pytree.tree_flatten((tuple(user_inputs), {}))
+    _, out_spec = pytree.tree_flatten(tuple(outputs))
+    call_graph = [ModuleCallEntry("", ModuleCallSignature(inputs=user_inputs, outputs=[o.arg for o in outputs],
+                                                          in_spec=in_spec, out_spec=out_spec))]
     try:
-        return torch.export.export(region, tuple(example_inputs), dynamic_shapes=tuple(spec), strict=False)
-    except Exception as error:  # torch.export raises many types; all mean "this region does not export alone"
-        raise UnsupportedGraphError(f"trtpack: the region does not export on its own: {error}") from error
+        return torch.export.ExportedProgram(
+            root=root, graph=graph, graph_signature=ExportGraphSignature(specs, outputs), state_dict=state,
+            range_constraints=dict(range_constraints), module_call_graph=call_graph, constants=constants)
+    except Exception as error:  # the verifier names what torch refuses in the graph
+        raise UnsupportedGraphError(f"trtpack: the region is not a valid program on its own: {error}") from error
 
 
-def to_onnx(program: torch.export.ExportedProgram) -> bytes:
-    """The ONNX model bytes exactly as they will be handed to TensorRT."""
+def _squeeze_one_dim(node: torch.fx.Node) -> None:
+    """squeeze.dims(x, [d]) → squeeze.dim(x, d): the same op, but one torchlib translates directly (squeeze.dims
+    alone would send the whole region through the exporter's decomposition, seconds for a BERT)."""
+    if node.target is torch.ops.aten.squeeze.dims and len(node.args) == 2 and len(node.args[1]) == 1:
+        node.target = torch.ops.aten.squeeze.dim
+        node.args = (node.args[0], node.args[1][0])
+
+
+@dataclass
+class OnnxModel:
+    data: bytes           # exactly what TensorRT parses and onnxruntime verifies
+    input_names: list
+    output_names: list
+    opset: int
+
+
+@functools.lru_cache(maxsize=None)
+def _registry():
+    """torch.onnx's op registry (torchlib); building it takes seconds, and torch.onnx.export builds it per call."""
+    from torch.onnx._internal.exporter import _registration
+
+    return _registration.ONNXRegistry.from_torchlib()
+
+
+def to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
+    """A program already in core ATen (as trtpack's regions are) → ONNX, names and opset read from the exporter's
+    model. Uses the exporter's translation step directly: torch.onnx.export would decompose the program again."""
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
     try:
         with contextlib.redirect_stdout(quiet):
-            onnx_program = torch.onnx.export(program, (), dynamo=True, verbose=False, report=False)
+            onnx_program = _translate(program)
+            onnx_program.optimize()  # what torch.onnx.export(optimize=True) does
+    except UnsupportedGraphError:
+        raise
     except Exception as error:  # the exporter wraps failures in several types
         raise UnsupportedGraphError(f"trtpack: ONNX export of the region failed: {error}") from error
-    return onnx_program.model_proto.SerializeToString()
+    model = onnx_program.model
+    opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))
+    return OnnxModel(data=onnx_program.model_proto.SerializeToString(),
+                     input_names=[v.name for v in model.graph.inputs],
+                     output_names=[v.name for v in model.graph.outputs], opset=int(opset))
+
+
+def _translate(program):
+    try:
+        from torch.onnx._internal.exporter import _core, _fx_passes
+    except ImportError:  # torch moved its exporter internals: take the public path (which decomposes again)
+        return torch.onnx.export(program, (), dynamo=True, verbose=False, report=False, optimize=False)
+    registry = _registry()
+    targets = {n.target for n in program.graph.nodes if n.op == "call_function" and isinstance(n.target, OpOverload)}
+    if all(registry.is_registered(target) for target in targets):
+        with torch.fx.experimental._config.patch(backed_size_oblivious=True):  # as the exporter's own preparation
+            _fx_passes.insert_type_promotion_nodes(program.graph_module)
+            program._graph_module = _fx_passes.remove_assertion_nodes(program.graph_module)
+    else:  # a core-ATen op torchlib has no function for (e.g. squeeze.dims): the exporter decomposes it further
+        program = _core._prepare_exported_program_for_export(program, registry=registry)
+    return _core._exported_program_to_onnx_program(program, registry=registry)
 
 
 class VerificationError(UnsupportedGraphError):

@@ -5,6 +5,8 @@ fallback=False: execute_engine(inputs, plan, meta).
 fallback=True:  torch.cond(engine_usable(inputs, plan, meta), execute_engine branch, the region's PyTorch ops).
 The plan is a uint8 buffer of the module (raw bytes, no base64), the meta a str literal in the graph.
 """
+import operator
+
 import sympy
 import torch
 from torch.utils import _pytree as pytree
@@ -34,9 +36,26 @@ class EngineCall(torch.nn.Module):
         if self.reference is None:
             outputs = self._engine(*inputs)
         else:
-            usable = torch.ops.trtpack.engine_usable(list(inputs), self.plan, self.meta)
-            outputs = torch.cond(usable, self._engine, self._reference, inputs)
+            outputs = self._cond(inputs)
         return outputs[0] if self.single_output else tuple(outputs)
+
+    def _cond(self, inputs):
+        """torch.cond(engine_usable, engine, reference) through the higher-order op itself: torch.cond would first
+        compile both branches with dynamo, which the re-export's own trace does not need (most of its time). The raw
+        op does not lift what a branch reads from the module, so the plan and the reference's weights are operands."""
+        names = [n.target for n in self.reference.graph.nodes if n.op == "get_attr"]
+        weights = [operator.attrgetter(name)(self.reference) for name in names]
+        count = len(names)
+
+        def engine(plan, *rest):
+            return tuple(torch.ops.trtpack.execute_engine(list(rest[count:]), plan, self.meta))
+
+        def reference(plan, *rest):
+            with torch.nn.utils.stateless._reparametrize_module(self.reference, dict(zip(names, rest[:count]))):
+                return self._reference(*rest[count:])
+
+        usable = torch.ops.trtpack.engine_usable(list(inputs), self.plan, self.meta)
+        return torch.ops.higher_order.cond(usable, engine, reference, (self.plan, *weights, *inputs))
 
 
 def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> None:
@@ -65,22 +84,7 @@ def program_dynamic_shapes(program: torch.export.ExportedProgram, symbols, arg_i
     range the engines were built for (an unbounded max becomes symbolic.DEFAULT_MAX_DIM)."""
     user_inputs = set(program.graph_signature.user_inputs)
     values = [n.meta.get("val") for n in program.graph.nodes if n.op == "placeholder" and n.name in user_inputs]
-    dims = {}
-    specs = []
-    for value in values:
-        spec = {}
-        for axis, size in enumerate(getattr(value, "shape", ())):
-            if not isinstance(size, torch.SymInt):
-                continue
-            expr = size.node.expr
-            if expr not in symbols.names:
-                spec[axis] = torch.export.Dim.AUTO
-                continue
-            if expr not in dims:
-                bounds = symbols.ranges[expr]
-                dims[expr] = torch.export.Dim(symbols.names[expr], min=bounds["min"], max=bounds["max"])
-            spec[axis] = dims[expr]
-        specs.append(spec or None)
+    specs = symbols.dynamic_shapes_of(values)
     _, tree = pytree.tree_flatten((tuple(arg_inputs), dict(kwarg_inputs or {})))
     args_spec, kwargs_spec = pytree.tree_unflatten(specs, tree)
     if not kwargs_spec:

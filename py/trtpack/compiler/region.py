@@ -1,13 +1,16 @@
-"""One region through stages 3-4: export alone → ONNX → (verify) → plan + meta, with timings."""
+"""One region through stages 3-4: cache lookup → its own program → ONNX → (verify) → plan + meta, with
+timings."""
+import json
 import time
 from dataclasses import dataclass, field
 from typing import Optional
 
-import onnx
 import sympy
 import torch
 
-from trtpack.compiler import build, convert, symbolic
+import trtpack
+from trtpack import record
+from trtpack.compiler import build, cache, convert, symbolic
 from trtpack.errors import UnsupportedGraphError
 from trtpack.names import dtype_name
 
@@ -18,8 +21,9 @@ class RegionEngine:
     plan: bytes
     meta: str
     targets: list
-    seconds: dict = field(default_factory=dict)       # export / onnx / verify / build
+    seconds: dict = field(default_factory=dict)       # cache_key / cache_read / onnx / verify / build
     verification: Optional[convert.Verification] = None
+    cache_hit: bool = False
 
 
 class _RegionInputs(torch.fx.Interpreter):
@@ -93,51 +97,116 @@ def record_dims(input_values, output_values, symbols):
     return input_dims, output_dims, {**table, **{n: r for n, r in ranges.items() if n in names_used}}
 
 
-def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, min_block_size) -> RegionEngine:
-    region = getattr(gm, name)
+@dataclass
+class RegionSpec:
+    """A region's interface: FX values in and out, the program-symbol dims (profiles), the record's dims."""
+    input_values: list
+    output_values: list
+    record_inputs: list
+    record_outputs: list
+    record_symbols: dict
+    profile: list          # (min, opt, max) shape per input
+
+
+def region_spec(gm, name, symbols) -> RegionSpec:
     input_values, output_values = region_io(gm, name)
-    # Profiles and the region's own export use the program's symbols; the record may use region-local ones.
+    # Profiles use the program's symbols; the record may use region-local ones.
     input_dims = [[symbols.dim(d) for d in v.shape] for v in input_values]
     record_inputs, record_outputs, record_symbols = record_dims(input_values, output_values, symbols)
-    seconds = {}
+    return RegionSpec(input_values, output_values, record_inputs, record_outputs, record_symbols,
+                      build.profile_shapes(input_dims, symbols))
 
-    start = time.perf_counter()
-    program = convert.region_program(region, example_inputs, input_dims, symbols)
-    seconds["export"] = time.perf_counter() - start
 
-    start = time.perf_counter()
-    onnx_bytes = convert.to_onnx(program)
-    model = onnx.load_model_from_string(onnx_bytes)
-    seconds["onnx"] = time.perf_counter() - start
-    input_names = [i.name for i in model.graph.input]
-    output_names = [o.name for o in model.graph.output]
-    if len(input_names) != len(input_values) or len(output_names) != len(output_values):
-        raise UnsupportedGraphError(f"trtpack: the ONNX model of {name} has {len(input_names)} inputs and "
-                                    f"{len(output_names)} outputs, the region {len(input_values)} and {len(output_values)}")
+def engine_key(gm, name, spec: RegionSpec, backend, targets, min_block_size) -> str:
+    """The engine cache key: the region's graph and weights (cache.key) plus everything else that changes the plan
+    or its record."""
+    return cache.key(getattr(gm, name), {
+        "name": name, "inputs": spec.record_inputs, "outputs": spec.record_outputs, "symbols": spec.record_symbols,
+        "dtypes": [dtype_name(v.dtype) for v in spec.input_values + spec.output_values],
+        "profile": spec.profile, "targets": targets, "backend": backend.name,
+        "backend_version": getattr(backend.load(), "__version__", ""), "format_version": list(record.FORMAT_VERSION),
+        "trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
+        "options": {"min_block_size": min_block_size}})
 
-    verification = None
-    if verify:
+
+def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, min_block_size, *,
+                   range_constraints, use_cache=True, progress=None) -> RegionEngine:
+    """One region → plan + meta, from the engine cache when an entry matches (verify still checks the ONNX model
+    against PyTorch on a hit; only the build is skipped)."""
+    region = getattr(gm, name)
+    spec = region_spec(gm, name, symbols)
+    seconds, verification, onnx_model = {}, None, None
+    report = progress or (lambda *args: None)
+
+    key = None
+    if use_cache:
         start = time.perf_counter()
-        verification = convert.verify(onnx_bytes, region, example_inputs, name)
-        seconds["verify"] = time.perf_counter() - start
+        key = engine_key(gm, name, spec, backend, targets, min_block_size)
+        seconds["cache_key"] = time.perf_counter() - start
+        cached = cache.get(key)
+        if cached is not None:
+            seconds["cache_read"] = time.perf_counter() - start - seconds["cache_key"]
+            report(name, "cache hit", seconds["cache_key"] + seconds["cache_read"])
+            if verify:
+                onnx_model = _onnx(region, range_constraints, seconds, report, name)
+                verification = _verify(onnx_model, region, example_inputs, name, seconds, report)
+            _register_with_standin(cached.plan, cached.meta, region, range_constraints, spec)
+            return RegionEngine(name, cached.plan, cached.meta, cached.targets, seconds, verification, cache_hit=True)
+        report(name, "cache miss", seconds["cache_key"])
+
+    onnx_model = _onnx(region, range_constraints, seconds, report, name)
+    if (len(onnx_model.input_names), len(onnx_model.output_names)) != (len(spec.input_values),
+                                                                        len(spec.output_values)):
+        raise UnsupportedGraphError(
+            f"trtpack: the ONNX model of {name} has {len(onnx_model.input_names)} inputs and "
+            f"{len(onnx_model.output_names)} outputs, the region {len(spec.input_values)} and "
+            f"{len(spec.output_values)}")
+    if verify:
+        verification = _verify(onnx_model, region, example_inputs, name, seconds, report)
 
     start = time.perf_counter()
-    profile = build.profile_shapes(input_names, input_dims, symbols)
-    plan = build.build_plan(onnx_bytes, profile, backend, targets)
-    from trtpack.runtime import standin  # the test double's registry; no-op unless TRTPACK_TENSORRT_STANDIN=1
-
-    standin.register_region(plan.data, program, input_names, output_names, profile)
+    plan = build.build_plan(onnx_model.data, dict(zip(onnx_model.input_names, spec.profile)), backend, targets)
     seconds["build"] = time.perf_counter() - start
+    report(name, "build", seconds["build"])
 
     def described(names, values, dims):
         return [{"name": n, "dtype": dtype_name(v.dtype), "shape": d} for n, v, d in zip(names, values, dims)]
 
-    opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     meta = build.engine_meta(
         name=name, backend=backend, plan=plan,
-        inputs=described(input_names, input_values, record_inputs),
-        outputs=described(output_names, output_values, record_outputs),
-        symbols=dict(sorted(record_symbols.items())),
-        build={"onnx_opset": int(opset), "optimization_level": plan.optimization_level,
+        inputs=described(onnx_model.input_names, spec.input_values, spec.record_inputs),
+        outputs=described(onnx_model.output_names, spec.output_values, spec.record_outputs),
+        symbols=dict(sorted(spec.record_symbols.items())),
+        build={"onnx_opset": onnx_model.opset, "optimization_level": plan.optimization_level,
                "min_block_size": min_block_size})
+    if key is not None:
+        cache.put(key, cache.Entry(plan=plan.data, meta=meta, targets=plan.targets))
+    _register_with_standin(plan.data, meta, region, range_constraints, spec)
     return RegionEngine(name, plan.data, meta, plan.targets, seconds, verification)
+
+
+def _register_with_standin(plan: bytes, meta: str, region, range_constraints, spec: RegionSpec) -> None:
+    """The computing TensorRT stand-in (a test double) learns this plan's region; nothing unless it is requested."""
+    from trtpack.runtime import standin
+
+    if standin.requested():
+        record = json.loads(meta)
+        inputs, outputs = [t["name"] for t in record["inputs"]], [t["name"] for t in record["outputs"]]
+        standin.register_region(plan, convert.region_program(region, range_constraints), inputs, outputs,
+                                dict(zip(inputs, spec.profile)))
+
+
+def _onnx(region, range_constraints, seconds, report, name) -> convert.OnnxModel:
+    start = time.perf_counter()
+    onnx_model = convert.to_onnx(convert.region_program(region, range_constraints))
+    seconds["onnx"] = time.perf_counter() - start
+    report(name, "onnx", seconds["onnx"])
+    return onnx_model
+
+
+def _verify(onnx_model, region, example_inputs, name, seconds, report) -> convert.Verification:
+    start = time.perf_counter()
+    verification = convert.verify(onnx_model.data, region, example_inputs, name)
+    seconds["verify"] = time.perf_counter() - start
+    report(name, "verify", seconds["verify"])
+    return verification

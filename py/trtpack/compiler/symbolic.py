@@ -41,6 +41,28 @@ class SymbolTable:
                         high = DEFAULT_MAX_DIM if bounds is None or _is_infinite(bounds.upper) else int(bounds.upper)
                         self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
 
+    def export_dim(self, symbol):
+        """The torch.export.Dim of a program symbol (its record name and compiled range), the same object each
+        time, so two inputs sharing a symbol share one Dim."""
+        dims = self.__dict__.setdefault("_dims", {})
+        if symbol not in dims:
+            bounds = self.ranges[symbol]
+            dims[symbol] = torch.export.Dim(self.names[symbol], min=bounds["min"], max=bounds["max"])
+        return dims[symbol]
+
+    def dynamic_shapes_of(self, values) -> list:
+        """A torch.export dynamic_shapes entry per value (fake tensor): a bare program symbol gets its Dim, a derived
+        size (e.g. s0*16) Dim.AUTO for torch.export to work out; None for a value with only static sizes."""
+        specs = []
+        for value in values:
+            spec = {}
+            for axis, size in enumerate(getattr(value, "shape", ())):
+                if isinstance(size, torch.SymInt):
+                    expr = size.node.expr
+                    spec[axis] = self.export_dim(expr) if expr in self.names else torch.export.Dim.AUTO
+            specs.append(spec or None)
+        return specs
+
     def describe(self) -> str:
         """e.g. 's0 (x dim 0) in [1, 8]' for each symbol."""
         return ", ".join(f"{name} ({self.where[name]}) in [{self.ranges[symbol]['min']}, {self.ranges[symbol]['max']}]"
