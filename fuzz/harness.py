@@ -4,8 +4,10 @@ The rule: for any input, trtpack either succeeds or raises a TrtpackError subcla
 atheris reports it as a crash (with the input saved as crash-*). Hangs (-timeout) and huge allocations
 (-rss_limit_mb) are reported by libFuzzer itself.
 """
+import atexit
 import logging
 import os
+import signal
 import sys
 import warnings
 
@@ -30,7 +32,16 @@ def trtpack_or_error(fn, *args):
         return None
 
 
+def _stop_timeout_alarm() -> None:
+    # A finding (uncaught exception) exits through sys.exit: Python's finalization resets SIGALRM to its default
+    # (kill) while libFuzzer's -timeout interval timer still ticks, and libFuzzer writes crash-* only after
+    # finalization. A tick in between killed the process (rc -14) and lost the finding. Python atexit functions run
+    # before that reset; fuzzing is over by then, so no input's timeout is lost.
+    signal.setitimer(signal.ITIMER_REAL, 0)
+
+
 def main(test_one_input) -> None:
     quiet()
     atheris.Setup(sys.argv, test_one_input)
+    atexit.register(_stop_timeout_alarm)
     atheris.Fuzz()
