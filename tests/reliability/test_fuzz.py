@@ -15,7 +15,7 @@ import pytest
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FUZZ = os.path.join(REPO, "fuzz")
-TARGETS = ["meta", "plan_header", "engine", "archive"]
+TARGETS = ["meta", "plan_header", "engine", "archive", "zip", "expr"]
 BUDGET = int(os.environ.get("TRTPACK_FUZZ_SECONDS", "60"))
 
 
@@ -28,7 +28,7 @@ def run_fuzzer(script: str, corpus: str, work: str, *flags: str, timeout: int) -
 def run_harness(target: str, seconds: int, work: str) -> subprocess.CompletedProcess:
     corpus = os.path.join(work, "corpus")
     shutil.copytree(os.path.join(FUZZ, "corpus", target), corpus)
-    return run_fuzzer(f"fuzz_{target}.py", corpus, work, f"-max_total_time={seconds}", "-timeout=30",
+    return run_fuzzer(f"fuzz_{target}.py", corpus, work, f"-max_total_time={seconds}", "-timeout=5",
                       "-rss_limit_mb=4096", "-print_final_stats=1", timeout=seconds + 240)
 
 
