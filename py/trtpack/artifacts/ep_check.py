@@ -33,7 +33,8 @@ INT64 = 1 << 63
 # Symbolic expressions (expr_str, sympify'd with torch's sympy functions as locals) and guards (guards_code, exec'd
 # in a namespace of those functions): integers, symbols like s0/u3, these names, arithmetic and comparisons. No
 # strings, attributes (except a guard's L['x'].size()[i]), subscripts, keywords other than and/or/not, or `**`.
-_FUNCTIONS = {"Max", "Min", "Mod", "FloorDiv", "PythonMod", "CleanDiv", "CeilDiv", "CeilToInt", "FloorToInt",
+_FUNCTIONS = {"Add", "Mul", "Integer", "Rational", "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan",
+              "Equality", "Unequality", "true", "false", "Infinity", "NegativeInfinity", "Max", "Min", "Mod", "FloorDiv", "PythonMod", "CleanDiv", "CeilDiv", "CeilToInt", "FloorToInt",
               "TruncToInt", "RoundToInt", "ModularIndexing", "Where", "Abs", "Eq", "Ne", "Ge", "Gt", "Le", "Lt",
               "And", "Or", "Not", "True", "False", "oo", "floor", "ceiling", "IntTrueDiv", "FloatTrueDiv", "ToFloat",
               "Identity", "IsNonOverlappingAndDenseIndicator", "int_oo"}
@@ -202,8 +203,10 @@ def check_grammar(text, kind: str, path: str = "<expression>") -> None:
     what = "symbolic expression" if kind == "expr" else "guard"
     if not isinstance(text, str) or not 0 < len(text) <= MAX_EXPR_CHARS:
         raise refuse(path, f"a {what} is not a string of 1-{MAX_EXPR_CHARS} characters")
-    if kind == "expr" and _SYMBOL_DECLARATION.fullmatch(text):
-        return
+    if "**" in text:  # 9**9**9 (or Pow/PowByNatural, not in _FUNCTIONS): sympy and Python would compute it
+        raise refuse(path, f"the {what} {text[:80]!r} raises to a power (**), which trtpack never writes")
+    if kind == "expr":  # torch writes srepr: Mul(Integer(3), Symbol('s77', positive=True, integer=True))
+        text = _SYMBOL_DECLARATION.sub("s0", text)
     pos, depth, tokens = 0, 0, _TOKENS[kind]
     while pos < len(text):
         token = tokens.match(text, pos)
