@@ -11,6 +11,7 @@ import sys
 import atheris
 import sympy  # noqa: F401  (imported before instrumentation)
 import torch
+import torch.utils._sympy.functions  # noqa: F401  (torch.utils does not import it)
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from harness import main, trtpack_or_error

@@ -7,7 +7,6 @@ is replaced, in the child only, by copying a package built once (a compile takes
 around it (staging, manifest append, fsync, rename, sweep) runs as in a real save.
 Disk full: a 4 MiB tmpfs in a private user+mount namespace (`unshare -rm`), filled before the save.
 """
-import hashlib
 import os
 import random
 import signal
@@ -15,35 +14,18 @@ import subprocess
 import sys
 import time
 import warnings
-import zipfile
 
 import pytest
 import torch
 
 import trtpack
 from fuzz import programs
-from trtpack.artifacts import atomic, manifest, pt2
+from tests.reliability.save_helpers import BODY, check_artifact, fake_package, leftovers
+from trtpack.artifacts import atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
 KILLS = int(os.environ.get("TRTPACK_KILLS", "50"))
-BODY = 2 << 20  # a 2 MiB plan: a save takes tens of milliseconds
-
-
-def sha(path):
-    with open(path, "rb") as f:
-        return hashlib.sha256(f.read()).hexdigest()
-
-
-def leftovers(folder):
-    return sorted(f for f in os.listdir(folder) if f.endswith((".tmp", ".commit")))
-
-
-def fake_package(path, size=BODY):
-    """A zip laid out like an AOTInductor package (stands in for the compiled one; never loaded)."""
-    with zipfile.ZipFile(path, "w") as z:
-        z.writestr("program/data/aotinductor/model/model.wrapper.so", os.urandom(size))
-        z.writestr("program/data/aotinductor/model/model_metadata.json", '{"AOTI_DEVICE_KEY": "cpu"}')
 
 
 def save_forever(program, path, fmt):
@@ -70,22 +52,6 @@ def fork_saver(program, path, fmt):
         finally:
             os._exit(1)
     return pid
-
-
-def check_artifact(path, fmt):
-    """The artifact at `path` loads (plans verified against their SHA-256) and computes the right thing."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        if fmt == "pt2":  # loading would dlopen the stand-in library: check what load checks before that
-            pt2.check_archive(path)
-            assert len(manifest.read(path).engines) == 1
-            return
-        loaded = trtpack.load(path)
-        if fmt == "ep":
-            x = programs.example_input()
-            torch.testing.assert_close(loaded(x), programs.reference(x))
-        else:
-            assert loaded.engines[0].plan.numel() == 64 + BODY
 
 
 def save_seconds(program, path):
@@ -181,11 +147,11 @@ def test_sweep_spares_a_live_savers_folder_from_another_pid_namespace_and_remove
 
 DISK_FULL = """
 import os, sys, warnings
-sys.path[:0] = sys.argv[3:]
+sys.path.extend(sys.argv[3:])  # appended: a folder named py/ ahead of pytest's own `py` module would shadow it
 warnings.simplefilter("ignore")
 import trtpack
 from fuzz import programs
-from tests.reliability import test_atomic_save as t
+from tests.reliability import save_helpers as t
 folder, fmt = sys.argv[1], sys.argv[2]
 path = os.path.join(folder, "program." + fmt)
 if fmt == "pt2":
@@ -222,7 +188,7 @@ def test_full_disk_gives_a_clear_error_and_keeps_the_old_artifact(fmt, tmp_path)
     mount = tmp_path / "disk"
     mount.mkdir()
     script = (f"mount -t tmpfs -o size=4m tmpfs {mount} && exec {sys.executable} -c \"$0\" {mount} {fmt} "
-              f"{os.path.join(REPO, 'py')} {REPO} " + " ".join(p for p in sys.path if p))
+              + " ".join(p for p in sys.path if p) + f" {os.path.join(REPO, 'py')} {REPO}")
     proc = subprocess.run(["unshare", "-rm", "sh", "-c", script, DISK_FULL], capture_output=True, text=True,
                           timeout=300)
     if proc.returncode and "mount" in proc.stderr and "ERROR" not in proc.stdout:
