@@ -22,7 +22,7 @@ FIXED = {"archive_format": MAX_SMALL, "archive_version": MAX_SMALL, "byteorder":
          "data/constants/model_constants_config.json": MAX_JSON_BYTES,
          "data/sample_inputs/model.pt": MAX_SAMPLE_INPUTS, "extra/trtpack/manifest.json": 16 << 20}
 REQUIRED = ("archive_format", "archive_version", "models/model.json", "data/weights/model_weights_config.json",
-            "data/constants/model_constants_config.json", "extra/trtpack/manifest.json")
+            "data/constants/model_constants_config.json")  # the manifest too, but inspect is what needs it
 PAYLOADS = {"data/weights/": "weight", "data/constants/": "tensor"}   # folder -> the only file stem torch writes there
 _PAYLOAD = re.compile(r"(data/weights/weight|data/constants/tensor)_[0-9]{1,6}")
 _ROOT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
@@ -33,7 +33,7 @@ INT64 = 1 << 63
 # Symbolic expressions (expr_str, sympify'd with torch's sympy functions as locals) and guards (guards_code, exec'd
 # in a namespace of those functions): integers, symbols like s0/u3, these names, arithmetic and comparisons. No
 # strings, attributes (except a guard's L['x'].size()[i]), subscripts, keywords other than and/or/not, or `**`.
-_FUNCTIONS = {"Add", "Mul", "Integer", "Rational", "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan",
+_FUNCTIONS = {"Add", "Mul", "Pow", "Integer", "Rational", "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan",
               "Equality", "Unequality", "true", "false", "Infinity", "NegativeInfinity", "Max", "Min", "Mod", "FloorDiv", "PythonMod", "CleanDiv", "CeilDiv", "CeilToInt", "FloorToInt",
               "TruncToInt", "RoundToInt", "ModularIndexing", "Where", "Abs", "Eq", "Ne", "Ge", "Gt", "Le", "Lt",
               "And", "Or", "Not", "True", "False", "oo", "floor", "ceiling", "IntTrueDiv", "FloatTrueDiv", "ToFloat",
@@ -41,8 +41,8 @@ _FUNCTIONS = {"Add", "Mul", "Integer", "Rational", "StrictLessThan", "LessThan",
 _SYMBOL = re.compile(r"[a-z]{1,8}[0-9]{1,9}")
 _GUARD_INPUT = r"L(?:\['[A-Za-z_][A-Za-z0-9_]{0,127}'\]|\[[0-9]{1,6}\])+\.(?:size|stride)\(\)\[[0-9]{1,2}\]"
 _TOKENS = {
-    "expr": re.compile(r" +|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
-    "guard": re.compile(_GUARD_INPUT + r"| +|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
+    "expr": re.compile(r" +|\*\*|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
+    "guard": re.compile(_GUARD_INPUT + r"| +|\*\*|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
 }
 _KEYWORDS = {"expr": set(), "guard": {"and", "or", "not"}}
 # How torch writes a symbol itself: Symbol('s77', positive=True, integer=True).
@@ -197,14 +197,35 @@ def _check_model(path: str, model) -> None:
             stack.extend(node)
 
 
+_POW_EXPONENT = re.compile(r", Integer\([1-8]\)\)")
+_STAR_STAR = re.compile(r"\*\*(?![1-8](?![0-9*]))")
+MAX_POWERS = 4
+
+
+def _check_powers(text: str, what: str, path: str) -> None:
+    """x**k and Pow(x, Integer(k)) only with 1 <= k <= 8 and at most MAX_POWERS of them: 9**9**9 (or nested
+    Pow) would make sympy or Python compute a number with billions of digits."""
+    starts = [m.start() for m in re.finditer(r"\bPow\(", text)]
+    if _STAR_STAR.search(text) or len(starts) + text.count("**") > MAX_POWERS:
+        raise refuse(path, f"the {what} {text[:80]!r} raises to a power other than a literal 1-8, or more than "
+                           f"{MAX_POWERS} times")
+    for start in starts:
+        depth, end = 0, start + 3
+        for end in range(start + 3, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        if end - 12 <= start or not _POW_EXPONENT.match(text, end - 12):
+            raise refuse(path, f"the {what} {text[:80]!r} has a Pow whose exponent is not Integer(1..8)")
+
+
 def check_grammar(text, kind: str, path: str = "<expression>") -> None:
     """Refuses a string torch would sympify ("expr") or exec ("guard") unless it matches the strict grammar above:
     linear in its length, at most MAX_EXPR_CHARS characters and MAX_DEPTH nested parentheses."""
     what = "symbolic expression" if kind == "expr" else "guard"
     if not isinstance(text, str) or not 0 < len(text) <= MAX_EXPR_CHARS:
         raise refuse(path, f"a {what} is not a string of 1-{MAX_EXPR_CHARS} characters")
-    if "**" in text:  # 9**9**9 (or Pow/PowByNatural, not in _FUNCTIONS): sympy and Python would compute it
-        raise refuse(path, f"the {what} {text[:80]!r} raises to a power (**), which trtpack never writes")
+    _check_powers(text, what, path)
     if kind == "expr":  # torch writes srepr: Mul(Integer(3), Symbol('s77', positive=True, integer=True))
         text = _SYMBOL_DECLARATION.sub("s0", text)
     pos, depth, tokens = 0, 0, _TOKENS[kind]
