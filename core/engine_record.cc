@@ -10,6 +10,7 @@ namespace {
 
 using json = nlohmann::json;
 constexpr int kMaxJsonDepth = 64;
+constexpr size_t kMaxJsonValues = 200000;  // 4096 inputs + 4096 outputs of rank 8 fit well within it
 constexpr const char* kSeeSpec = " (the fields and their types are in docs/FORMAT.md)";
 
 std::string at(const std::string& path, const std::string& key) { return path.empty() ? key : path + "." + key; }
@@ -158,6 +159,8 @@ void read_value(const json& v, const std::string& field, EngineMeta& out) { TRTP
 
 void read_value(const json& v, const std::string& field, std::vector<TensorSpec>& out) {
   if (!v.is_array()) wrong_kind(v, field, FieldKind::kTensorList);
+  if (v.size() > kMaxTensors)
+    throw RecordError(field, "has " + std::to_string(v.size()) + " entries; the limit is " + std::to_string(kMaxTensors));
   out.resize(v.size());
   for (size_t i = 0; i < v.size(); ++i) read_value(v[i], at(field, i), out[i]);
 }
@@ -212,6 +215,59 @@ json to_json_value(const std::map<std::string, SymbolRange>& ranges) {
   return out;
 }
 
+// Linear-time checks of the JSON text before any DOM is built: nesting, value count, duplicate keys.
+class RecordShapeCheck : public nlohmann::json_sax<json> {
+ public:
+  bool null() override { return value(); }
+  bool boolean(bool) override { return value(); }
+  bool number_integer(number_integer_t) override { return value(); }
+  bool number_unsigned(number_unsigned_t) override { return value(); }
+  bool number_float(number_float_t, const string_t&) override { return value(); }
+  bool string(string_t&) override { return value(); }
+  bool binary(binary_t&) override { return value(); }
+  bool start_object(std::size_t) override {
+    open(true);
+    return true;
+  }
+  bool key(string_t& k) override {
+    if (!keys_.back().insert(k).second) throw RecordError(k, "key appears twice in one object; keep one");
+    return true;
+  }
+  bool end_object() override {
+    keys_.pop_back();
+    --depth_;
+    return true;
+  }
+  bool start_array(std::size_t) override {
+    open(false);
+    return true;
+  }
+  bool end_array() override {
+    --depth_;
+    return true;
+  }
+  bool parse_error(std::size_t, const std::string&, const nlohmann::detail::exception& e) override {
+    throw RecordError("meta", std::string("is not valid JSON (") + e.what() + "): pass the meta string exactly as saved");
+  }
+
+ private:
+  bool value() {
+    if (++values_ > kMaxJsonValues)
+      throw RecordError("meta", "holds more than " + std::to_string(kMaxJsonValues) +
+                                    " JSON values: not an engine record (at most 4096 inputs and outputs)");
+    return true;
+  }
+  void open(bool object) {
+    value();
+    if (++depth_ > kMaxJsonDepth)
+      throw RecordError("meta", "nested deeper than " + std::to_string(kMaxJsonDepth) + " levels: not an engine record");
+    if (object) keys_.emplace_back();
+  }
+  size_t values_ = 0;
+  int depth_ = 0;
+  std::vector<std::set<std::string>> keys_;
+};
+
 }  // namespace
 
 const std::vector<std::string>& allowed_dtypes() {
@@ -223,24 +279,18 @@ EngineMeta parse_meta(std::string_view json_text) {
   if (json_text.size() > kMaxMetaSize)
     throw RecordError("meta", "is " + std::to_string(json_text.size()) + " bytes; the limit is " +
                                   std::to_string(kMaxMetaSize) + ": this is not an engine record's meta");
-  // Rejects duplicate keys (nlohmann would keep the last silently) and absurd nesting.
-  std::vector<std::set<std::string>> open_objects;
-  int depth = 0;
-  auto guard = [&](int, json::parse_event_t event, json& parsed) {
-    if (event == json::parse_event_t::object_start || event == json::parse_event_t::array_start) {
-      if (++depth > kMaxJsonDepth) throw RecordError("meta", "nested deeper than 64 levels: not an engine record");
-      if (event == json::parse_event_t::object_start) open_objects.emplace_back();
-    } else if (event == json::parse_event_t::object_end || event == json::parse_event_t::array_end) {
-      --depth;
-      if (event == json::parse_event_t::object_end) open_objects.pop_back();
-    } else if (event == json::parse_event_t::key && !open_objects.back().insert(parsed.get<std::string>()).second) {
-      throw RecordError(parsed.get<std::string>(), "key appears twice in one object; keep one");
-    }
-    return true;
-  };
+  // A first SAX pass rejects duplicate keys (nlohmann would keep the last silently), absurd nesting and too many
+  // values, in linear time; only then is the DOM built (without a callback: nlohmann's callback parser rescans the
+  // parent container at every object/array end, which made 40k empty objects take minutes).
+  RecordShapeCheck check;
+  try {
+    json::sax_parse(json_text.begin(), json_text.end(), &check);
+  } catch (const json::exception& e) {
+    throw RecordError("meta", std::string("is not valid JSON (") + e.what() + "): pass the meta string exactly as saved");
+  }
   json j;
   try {
-    j = json::parse(json_text.begin(), json_text.end(), guard);
+    j = json::parse(json_text.begin(), json_text.end());
   } catch (const json::exception& e) {
     throw RecordError("meta", std::string("is not valid JSON (") + e.what() + "): pass the meta string exactly as saved");
   }

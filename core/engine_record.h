@@ -22,6 +22,7 @@ inline constexpr uint64_t kMaxPlanSize = uint64_t{16} << 30;   // 16 GiB
 inline constexpr size_t kMaxMetaSize = size_t{16} << 20;        // 16 MiB of JSON text
 inline constexpr size_t kMaxTensors = 4096;                     // per inputs / outputs list
 inline constexpr size_t kMaxRank = 8;                           // TensorRT's own limit
+inline constexpr size_t kMaxBuildSize = size_t{64} << 10;       // the free-form "build" object, as compact JSON
 
 // "float32", "float16", "bfloat16", "int64", "int32", "int8", "uint8", "bool".
 const std::vector<std::string>& allowed_dtypes();

@@ -110,6 +110,9 @@ void validate(const EngineMeta& m) {
   check_tensors(m.outputs, "outputs", m, names);
   if (m.outputs.empty()) throw RecordError("outputs", "must list at least one output tensor");
   if (!m.build.is_object()) throw RecordError("build", "must be an object of build settings");
+  if (m.build.dump().size() > kMaxBuildSize)
+    throw RecordError("build", "is over " + std::to_string(kMaxBuildSize) + " bytes of JSON; keep only the settings "
+                               "that reproduce the plan");
   if (!m.extra.is_object()) throw RecordError("meta", "extra keys must form an object");
 }
 

@@ -4,40 +4,23 @@ A program is a torch.cond(engine_usable(...), engine branch, PyTorch reference) 
 is a TensorRT-RTX header plus filler (never runnable), so on a CPU machine the reference branch runs:
 out = relu(x) * 2 + bias for x of shape [batch, 4].
 """
-import hashlib
-import struct
-
 import numpy as np
 import torch
 
-from trtpack import record
+from tests.support import plans, records
 
-TARGETS = ["sm80", "sm86", "sm89", "sm120", "sm121"]
 FEATURES = 4
 
 
 def plan_tensor(body_size: int = 64) -> torch.Tensor:
     """A 1-D uint8 plan: a valid TensorRT-RTX 64-byte header (layout in docs/FORMAT.md) + zero filler."""
-    size = 64 + body_size
-    plan = torch.zeros(size, dtype=torch.uint8)
-    mask = sum(record.TARGET_BITS[t] for t in TARGETS)
-    header = b"vtrt" + bytes(12) + struct.pack("<Q", size) + bytes((1, 7, 1, 116)) + bytes(4) + struct.pack("<Q", mask)
-    plan[:len(header)] = torch.frombuffer(bytearray(header), dtype=torch.uint8)
-    return plan
+    return plans.as_tensor(plans.rtx_plan_bytes(bytes(body_size)))
 
 
 def meta_for(plan: torch.Tensor, name: str = "trt_region_0", output: str = "out0") -> str:
-    digest = hashlib.sha256(memoryview(plan.numpy())).hexdigest()
-    return record.encode_meta({
-        "format": "trtpack.engine", "format_version": list(record.FORMAT_VERSION),
-        "name": name, "backend": "tensorrt_rtx", "backend_version": "1.7.1.116", "targets": TARGETS,
-        "trtpack_version": "0.1.0", "torch_version": torch.__version__,
-        "plan_size": int(plan.numel()), "plan_sha256": digest,
-        "inputs": [{"name": "x", "dtype": "float32", "shape": ["s0", FEATURES]}],
-        "outputs": [{"name": output, "dtype": "float32", "shape": ["s0", FEATURES]}],
-        "symbols": {"s0": {"min": 1, "opt": 2, "max": 32}},
-        "build": {"onnx_opset": 18},
-    })
+    return records.make_record(inputs=[("x", "float32", ["s0", FEATURES])],
+                               outputs=[(output, "float32", ["s0", FEATURES])], symbols={"s0": (1, 2, 32)},
+                               plan_bytes=plan.numpy().tobytes(), name=name)[1]
 
 
 class Guarded(torch.nn.Module):

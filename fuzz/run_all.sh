@@ -23,11 +23,11 @@ report() {  # target log
   [ "$findings" = 0 ] && [ "$hangs" = 0 ] && [ "${runs:-0}" != 0 ] || status=1
 }
 
-for target in meta plan_header engine archive; do
+for target in meta plan_header engine archive zip expr; do
   mkdir -p "$OUT/$target/corpus"
   cp -n fuzz/corpus/$target/* "$OUT/$target/corpus/"
   PYTHONPATH="py:." "$PYTHON" fuzz/fuzz_$target.py "$OUT/$target/corpus" -max_total_time="$SECONDS_PER_TARGET" \
-    -timeout=30 -rss_limit_mb=4096 -artifact_prefix="$OUT/$target/" > "$OUT/$target.log" 2>&1
+    -timeout=5 -rss_limit_mb=4096 -artifact_prefix="$OUT/$target/" > "$OUT/$target.log" 2>&1
   report "$target" "$OUT/$target.log"
 done
 
@@ -40,7 +40,7 @@ if command -v "$CLANG" > /dev/null; then
        -DTRTPACK_VERSION="\"fuzz\"" core/engine_record_fuzz.cc core/engine_record.cc core/upgraders.cc \
        core/validate.cc core/dim_expr.cc core/plan_header.cc core/compatibility.cc -lcrypto \
        -o "$OUT/engine_record_fuzz" > "$OUT/$target.build.log" 2>&1; then
-    "$OUT/engine_record_fuzz" "$OUT/$target/corpus" -max_total_time="$SECONDS_PER_TARGET" -timeout=10 \
+    "$OUT/engine_record_fuzz" "$OUT/$target/corpus" -max_total_time="$SECONDS_PER_TARGET" -timeout=5 \
       -rss_limit_mb=2048 -artifact_prefix="$OUT/$target/" > "$OUT/$target.log" 2>&1
     report "$target" "$OUT/$target.log"
   else

@@ -68,7 +68,7 @@ def test_package_is_named_and_records_its_inputs(package):
     assert isinstance(specs[0]["shape"][0], str) and specs[0]["shape"][1] == 4, "batch is dynamic, features static"
     assert specs[1]["shape"] == [1, 3]
     assert meta["trtpack.version"] == trtpack.__version__
-    assert not [p for p in os.listdir(package.parent) if p.startswith(".trtpack-aoti-")], "staging folder left behind"
+    assert not [p for p in os.listdir(package.parent) if p.endswith(".tmp")], "staging folder left behind"
 
 
 def test_run_pt2_has_no_python_in_its_process():

@@ -12,7 +12,7 @@ import torch
 
 import trtpack
 from fuzz import programs
-from tests.runtime.fake_tensorrt import FakeTensorRT
+from tests.support.fake_tensorrt_runtime import FakeTensorRT
 from trtpack import record
 from trtpack.runtime import shapes
 from trtpack.runtime.executor import Executor
@@ -51,6 +51,47 @@ def test_one_loaded_program_called_from_8_threads_gives_each_its_own_correct_res
     for per_thread in results:
         for t, i, out in per_thread:
             torch.testing.assert_close(out, programs.reference(inputs[(t, i)]))
+
+
+class WithParameters(torch.nn.Module):
+    """A fallback program whose reference branch has a Linear layer: parameters that require grad."""
+
+    def __init__(self, plan, meta):
+        super().__init__()
+        self.register_buffer("plan", plan)
+        self.meta = meta
+        self.linear = torch.nn.Linear(programs.FEATURES, programs.FEATURES)
+
+    def forward(self, x):
+        usable = torch.ops.trtpack.engine_usable([x], self.plan, self.meta)
+        return torch.cond(usable, lambda x: torch.ops.trtpack.execute_engine([x], self.plan, self.meta)[0],
+                          lambda x: self.linear(x).relu(), (x,))
+
+
+@pytest.mark.parametrize("grad", [True, False])
+def test_program_with_parameters_called_from_8_threads_with_grad_enabled_or_not(grad, tmp_path):
+    plan = programs.plan_tensor()
+    module = WithParameters(plan, programs.meta_for(plan))
+    program = torch.export.export(module, (torch.randn(2, programs.FEATURES),),
+                                  dynamic_shapes={"x": {0: torch.export.Dim("batch", min=1, max=32)}})
+    path = str(tmp_path / "params.ep")
+    trtpack.save(program, path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        loaded = trtpack.load(path)
+    assert any(p.requires_grad for p in loaded.parameters())
+    inputs = {(t, i): programs.example_input(batch=1 + (t + i) % 32, seed=t * 1000 + i)
+              for t in range(THREADS) for i in range(ROUNDS)}
+
+    def call(t, i):
+        with torch.set_grad_enabled(grad), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return inputs[(t, i)], loaded(inputs[(t, i)])
+
+    results = hammer(call)  # 8 x ROUNDS calls (1,600 by default)
+    for per_thread in results:
+        for x, out in per_thread:
+            torch.testing.assert_close(out, module.linear(x).relu().detach())
 
 
 def test_engine_spec_cache_under_8_threads_with_evictions():

@@ -12,15 +12,16 @@ import subprocess
 import sys
 
 import pytest
+from tests.support import python_env
 
 REPO = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 FUZZ = os.path.join(REPO, "fuzz")
-TARGETS = ["meta", "plan_header", "engine", "archive"]
+TARGETS = ["meta", "plan_header", "engine", "archive", "zip", "expr"]
 BUDGET = int(os.environ.get("TRTPACK_FUZZ_SECONDS", "60"))
 
 
 def run_fuzzer(script: str, corpus: str, work: str, *flags: str, timeout: int) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [REPO, *sys.path] if p), "TMPDIR": work}
+    env = python_env.env(TMPDIR=work)
     args = [sys.executable, os.path.join(FUZZ, script), corpus, *flags, f"-artifact_prefix={work}/"]
     return subprocess.run(args, capture_output=True, text=True, env=env, timeout=timeout)
 
@@ -28,7 +29,7 @@ def run_fuzzer(script: str, corpus: str, work: str, *flags: str, timeout: int) -
 def run_harness(target: str, seconds: int, work: str) -> subprocess.CompletedProcess:
     corpus = os.path.join(work, "corpus")
     shutil.copytree(os.path.join(FUZZ, "corpus", target), corpus)
-    return run_fuzzer(f"fuzz_{target}.py", corpus, work, f"-max_total_time={seconds}", "-timeout=30",
+    return run_fuzzer(f"fuzz_{target}.py", corpus, work, f"-max_total_time={seconds}", "-timeout=5",
                       "-rss_limit_mb=4096", "-print_final_stats=1", timeout=seconds + 240)
 
 

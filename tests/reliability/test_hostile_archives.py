@@ -182,6 +182,116 @@ def _(valid, tmp, marker):
                                                                                      b'plan_size\\":129')))
 
 
+def model_edit(edit):
+    """Replaces models/model.json by edit(parsed json)."""
+    def apply(old):
+        model = json.loads(old)
+        edit(model)
+        return json.dumps(model).encode()
+    return replace_entry("models/model.json", apply)
+
+
+@case("ep_guards_code_exec", "guards_code (torch execs it) holding __import__('os').system(...)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, model_edit(lambda m: m.update(guards_code=[f"__import__('os').system('touch {marker}')"])))
+
+
+@case("ep_guard_attribute", "a guard that reaches an attribute: L['x'].size()[0].__class__")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, model_edit(lambda m: m.update(guards_code=["L['x'].size()[0].__class__ == 1"])))
+
+
+@case("ep_range_key_eval", "a range_constraints key that is code, not a symbol")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, model_edit(lambda m: m.update(range_constraints={
+        f"__import__('os').system('touch {marker}')": {"min_val": 1, "max_val": 2}})))
+
+
+@case("ep_power_bomb", "an expression 9**9**9 (sympy would compute it for hours)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, replace_entry(
+        "models/model.json", lambda d: re.sub(rb'"expr_str": "[^"]*"', b'"expr_str": "9**9**9"', d, count=1)))
+
+
+@case("ep_huge_range", "a symbol range up to 10**30 (past 64 bits)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, model_edit(lambda m: m.update(range_constraints={
+        "s77": {"min_val": 1, "max_val": 10 ** 30}})))
+
+
+@case("ep_stride0_plan", "the plan tensor declared as 2 GiB with stride 0 over its 128 stored bytes")
+def _(valid, tmp, marker):
+    def edit(data):
+        config = json.loads(data)
+        meta = config["config"]["plan"]["tensor_meta"]
+        meta["sizes"], meta["strides"] = [{"as_int": 1 << 31}], [{"as_int": 0}]
+        return json.dumps(config).encode()
+    return edited(valid, tmp, replace_entry("data/weights/model_weights_config.json", edit))
+
+
+@case("ep_plan_bytes_changed", "plan bytes changed inside the archive, CRC updated (only plan_sha256 sees it)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, replace_entry("data/weights/weight_0", lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:]))
+
+
+def raw_edit(valid, tmp, edit):
+    data = bytearray(read(valid / "program.ep"))
+    data = edit(data)
+    path = str(tmp / "bad.ep")
+    with open(path, "wb") as f:
+        f.write(data)
+    return path
+
+
+@case("ep_bad_crc", "a byte of the plan flipped in place (the entry's CRC-32 no longer matches)")
+def _(valid, tmp, marker):
+    def flip(data):
+        data[data.index(b"vtrt") + 100] ^= 1
+        return data
+    return raw_edit(valid, tmp, flip)
+
+
+@case("ep_second_central_directory", "a second zip (its own central directory) appended to the archive")
+def _(valid, tmp, marker):
+    return raw_edit(valid, tmp, lambda data: data + read(valid / "program.ep"))
+
+
+@case("ep_prepended_data", "1 KiB of bytes before the first entry (offsets shifted for some readers only)")
+def _(valid, tmp, marker):
+    return raw_edit(valid, tmp, lambda data: bytes(1024) + data)
+
+
+@case("ep_archive_comment", "a zip comment after the end record")
+def _(valid, tmp, marker):
+    def comment(data):
+        data[-2:] = (4).to_bytes(2, "little")
+        return data + b"evil"
+    return raw_edit(valid, tmp, comment)
+
+
+@case("ep_overlapping_entries", "300 entries whose central records all point at the same 2 MiB of data")
+def _(valid, tmp, marker):
+    path = str(tmp / "bad.ep")
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("program/data/weights/weight_0", bytes(2 << 20))
+    data = bytearray(read(path))
+    central = data.index(b"PK\x01\x02")
+    record, end = bytes(data[central:-22]), bytes(data[-22:])
+    copies = [record.replace(b"weight_0", f"w_{i:06d}".encode()[:8]) for i in range(300)]
+    body = bytes(data[:central]) + b"".join(copies)
+    end = bytearray(end)
+    end[8:12] = (300).to_bytes(2, "little") * 2
+    end[12:16] = len(b"".join(copies)).to_bytes(4, "little")
+    with open(path, "wb") as f:
+        f.write(body + bytes(end))
+    return path
+
+
+@case("ep_path_climbing_name", "an entry named program/../../evil.py")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, lambda n, d: [(n, d), ("../../evil.py", b"print(1)")] if n == "archive_format" else [(n, d)])
+
+
 @case("ep_random_bytes", "random bytes named .ep (no zip signature: read as a plan)")
 def _(valid, tmp, marker):
     path = str(tmp / "bad.ep")
@@ -263,6 +373,27 @@ def _(valid, tmp, marker):
     return engine_copy(valid, tmp, sidecar=json.dumps(meta).encode())
 
 
+@case("engine_sidecar_fifo", "the sidecar is a FIFO (reading it would wait forever)")
+def _(valid, tmp, marker):
+    path = engine_copy(valid, tmp, sidecar=False)
+    os.mkfifo(path + ".json")
+    return path
+
+
+@case("engine_plan_bytes_changed", "a plan byte changed after the sidecar was written (same size and header)")
+def _(valid, tmp, marker):
+    plan = bytearray(read(valid / "program.engine"))
+    plan[100] ^= 1
+    return engine_copy(valid, tmp, plan=bytes(plan))
+
+
+@case("engine_sparse_100_gib", "a sparse 100 GiB .engine beside a valid sidecar")
+def _(valid, tmp, marker):
+    path = engine_copy(valid, tmp)
+    os.truncate(path, 100 << 30)
+    return path
+
+
 def outcome(path, tmp):
     """(error class, message start with the path shown as FILE) of trtpack.load, or ('ok', '')."""
     try:
@@ -304,6 +435,88 @@ def test_torch_export_load_itself_would_run_the_pickled_weight(valid, tmp_path):
     except Exception:  # noqa: BLE001  (the payload runs before torch notices the type is wrong)
         pass
     assert os.path.exists(marker)
+
+
+def test_bad_crc_loads_only_with_verify_false(valid, tmp_path):
+    path = CASES["ep_bad_crc"][1](valid, tmp_path, str(tmp_path / "marker"))
+    with pytest.raises(trtpack.FormatError, match="CRC-32"):
+        trtpack.load(path)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert trtpack.load(path, verify=False).format == "exported_program"
+
+
+def test_plan_sha256_mismatch_names_the_engine(valid, tmp_path):
+    for name in ("ep_plan_bytes_changed", "engine_plan_bytes_changed"):
+        path = CASES[name][1](valid, tmp_path, str(tmp_path / "marker"))
+        with pytest.raises(trtpack.FormatError, match="engine 'trt_region_0'.*SHA-256") as error:
+            trtpack.load(path)
+        assert error.value.field == "plan_sha256"
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trtpack.load(path, verify=False)
+
+
+@pytest.mark.parametrize("name", ["../evil.so", "/abs/evil.so", "a\\..\\evil.so", "./evil.so", "a//evil.so"])
+def test_trusted_pt2_with_a_path_climbing_entry_is_refused_before_extraction(name, tmp_path):
+    path = str(tmp_path / "package.engine")  # the suffix does not matter: the bytes say AOTInductor
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("package/data/aotinductor/model/model.wrapper.so", b"\x7fELF")
+        z.writestr("package/data/aotinductor/model/" + name, b"\x7fELF")
+    before = set(os.listdir(tmp_path.parent))
+    with pytest.raises(trtpack.FormatError, match="not a plain relative path"):
+        trtpack.load(path, trust_native_code=True)
+    assert set(os.listdir(tmp_path.parent)) == before
+
+
+def test_a_program_with_real_input_guards_saves_and_loads(tmp_path):
+    class Guarded(torch.nn.Module):
+        def forward(self, x, y):
+            return x.reshape(-1) + y[: x.shape[0] * x.shape[1]]
+
+    program = torch.export.export(Guarded(), (torch.randn(4, 3), torch.randn(20)), dynamic_shapes={
+        "x": {0: torch.export.Dim("b", min=2, max=64)}, "y": {0: torch.export.Dim("c", min=6, max=500)}})
+    assert program._guards_code, "torch wrote no guard for this program; the test needs one"
+    path = str(tmp_path / "guarded.ep")
+    trtpack.save(program, path)
+    loaded = trtpack.load(path)
+    x, y = torch.randn(5, 3), torch.randn(40)
+    torch.testing.assert_close(loaded(x, y), x.reshape(-1) + y[:15])
+
+
+@pytest.mark.parametrize("text", ["s0", "2*s0 + 1", "Max(1, s0)", "FloorDiv(s0, 2)", "(s0 - 3)//2", "Eq(s0, 4)",
+                                  "Symbol('s77', positive=True, integer=True)",
+                                  "Mul(Integer(3), Symbol('s77', positive=True, integer=True))",
+                                  "Pow(s0, Integer(2))", "s0**2 + 1"])
+def test_expression_grammar_accepts_what_torch_writes(text):
+    from trtpack.artifacts import ep_check
+    ep_check.check_grammar(text, "expr")
+
+
+@pytest.mark.parametrize("text", ["9**9**9", "s0**9", "s0**2**2", "Pow(s0, Pow(s0, Integer(2)))", "__import__('os')", "s0.__class__", "open('x')", "1e999999",
+                                  "9" * 30, "lambda: 1", "(" * 40 + "s0" + ")" * 40, "s0 if 1 else 2", "x[0]",
+                                  "Symbol('s0', evil=True)", "'a' + 'b'", "s0;1", "s0\n1",
+                                  "Pow(Integer(9), Integer(387420489))", "PowByNatural(Integer(9), Integer(99))"])
+def test_expression_grammar_refuses_anything_else(text):
+    from trtpack.artifacts import ep_check
+    with pytest.raises(trtpack.FormatError):
+        ep_check.check_grammar(text, "expr")
+
+
+@pytest.mark.parametrize("text", ["L['x'].size()[0] > 5", "3*L['x'].size()[0] <= L['y'].size()[0]",
+                                  "L['x'].size()[0] != 1 and L['x'].stride()[0] == 3"])
+def test_guard_grammar_accepts_torch_guards(text):
+    from trtpack.artifacts import ep_check
+    ep_check.check_grammar(text, "guard")
+
+
+@pytest.mark.parametrize("text", ["L['x'].size()[0].__class__ == 1", "L['x'].numpy()", "L[\"x\"].size()[0]",
+                                  "math.pow(2, 2)", "torch.ones(1)", "L['x'].size()[0] ** 99", "exec('1')",
+                                  "[1 for _ in L]", "L['x'].size()[0] == 1, print(1)"])
+def test_guard_grammar_refuses_anything_else(text):
+    from trtpack.artifacts import ep_check
+    with pytest.raises(trtpack.FormatError):
+        ep_check.check_grammar(text, "guard")
 
 
 if __name__ == "__main__":

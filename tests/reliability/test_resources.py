@@ -10,16 +10,16 @@ import subprocess
 import sys
 
 import pytest
+from tests.support import python_env
 
 HERE = os.path.dirname(os.path.abspath(__file__))
-REPO = os.path.dirname(os.path.dirname(HERE))
 PLAN = int(os.environ.get("TRTPACK_BIG_PLAN_BYTES", str(1 << 30)))
 BOUNDS = {"big.ep": 2.5, "big.engine": 1.3}  # peak RSS < factor x plan size
 GROWTH = {"big.ep": 1.25, "big.engine": 0.05}  # peak RSS growth during load < factor x plan size (one copy / mmap)
 
 
 def probe(*args, timeout=540):
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in [REPO, *sys.path] if p)}
+    env = python_env.env()
     proc = subprocess.run([sys.executable, os.path.join(HERE, "rss_probe.py"), *args], capture_output=True,
                           text=True, env=env, timeout=timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]

@@ -89,7 +89,7 @@ def sniff(path: str) -> str:
     return "aot_inductor" if any("/data/aotinductor/" in n for n in entry_names) else "exported_program"
 
 
-def load(path, *, device=None, trust_native_code: bool = False) -> LoadedProgram:
+def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True) -> LoadedProgram:
     """Loads a .ep, .pt2 or .engine written by trtpack.save as a LoadedProgram (an nn.Module with .engines, .format).
 
     Every engine record is validated against its plan first (FormatError if damaged). Engines that cannot run on
@@ -101,6 +101,9 @@ def load(path, *, device=None, trust_native_code: bool = False) -> LoadedProgram
         device: where to put the program's buffers (e.g. "cuda:0"); default: where they were saved.
         trust_native_code: an AOTInductor package (.pt2) holds a compiled library that runs when it loads; it loads
             only with trust_native_code=True. Other formats never run code from the file.
+        verify: check every plan against its record's plan_sha256 and every archive entry's CRC-32 (the default);
+            False skips those reads of every byte, for speed, when the file is known to be intact. The archive's
+            structure and the strings torch would evaluate are checked either way.
     """
     path = os.fspath(path)
     kind = sniff(path)
@@ -110,15 +113,15 @@ def load(path, *, device=None, trust_native_code: bool = False) -> LoadedProgram
             raise IncompatibleEngineError(f"trtpack: load(device={str(device)!r}) but this machine has no CUDA "
                                           "device; load without device= (fallback programs run on CPU)")
     if kind == "engine":
-        return engine_file.read(path, device)
+        return engine_file.read(path, device, verify=verify)
     if kind == "exported_program":
-        return ep.read(path, device)
+        return ep.read(path, device, verify=verify)
     if not trust_native_code:
         raise UntrustedCodeError(f"trtpack: {path!r} is an AOTInductor package: loading it runs the compiled library "
                                  "inside it. Load it with trust_native_code=True (CLI: --trust_native_code) only if "
                                  "you trust where it came from; `trtpack inspect` reads it without running it.")
     from trtpack.artifacts import pt2
-    return pt2.read(path, device)
+    return pt2.read(path, device, verify=verify)
 
 
 def inspect(path, *, device=None) -> dict:

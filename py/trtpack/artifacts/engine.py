@@ -1,48 +1,69 @@
-"""Stand-alone .engine files: the plan bytes exactly as built, and the engine record beside them (`path + ".json"`)."""
+"""Stand-alone .engine files: the plan bytes exactly as built, and the engine record beside them (`path + ".json"`).
+
+The two files change together (atomic.write_pair: one commit folder renamed into place, then each file moved over
+its target); a reader takes each file from the commit folder while one is there (docs/FORMAT.md §9)."""
+import hashlib
 import os
-import stat
 
 import torch
 
 from trtpack import names, record
-from trtpack.artifacts.atomic import atomic_path
+from trtpack.artifacts import atomic
+from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import Engine, LoadedProgram
 from trtpack.errors import FormatError, TrtpackError
 
 MAX_SIDECAR_BYTES = 16 << 20  # a record is a few KiB; refuse to read a huge file as one
+HASH_CHUNK = 8 << 20
 
 
 def write(engine: Engine, path: str) -> None:
     if engine.plan is None:
         raise TrtpackError(f"trtpack: engine {engine.name!r} has no plan bytes here (a .pt2 keeps them inside its "
                            "package); save or extract it from the .ep instead.")
-    with atomic_path(path) as tmp:
-        engine.plan.detach().cpu().contiguous().numpy().tofile(tmp)
-    with atomic_path(path + ".json") as tmp:
-        with open(tmp, "w") as f:
+
+    def write_files(plan_path, sidecar_path):
+        engine.plan.detach().cpu().contiguous().numpy().tofile(plan_path)
+        with open(sidecar_path, "w") as f:
             f.write(engine.meta)
 
+    atomic.write_pair(path, write_files)
 
-def read_sidecar(path: str) -> str:
-    """The record text of `path`'s sidecar, size-checked before it is read."""
-    sidecar = path + ".json"
+
+def _read_text(sidecar: str, shown: str) -> str:
+    fd, size = open_regular(sidecar, "sidecar")
     try:
-        info = os.stat(sidecar)
-    except FileNotFoundError:
-        raise FormatError(f"trtpack: {path!r} has no sidecar {sidecar!r} with its record; an engine file needs it to "
-                          "know its inputs. Re-extract it with `trtpack extract` or trtpack.save.") from None
-    if not stat.S_ISREG(info.st_mode):
-        raise FormatError(f"trtpack: the sidecar {sidecar!r} is not a regular file; re-extract it.")
-    if info.st_size > MAX_SIDECAR_BYTES:
-        raise FormatError(f"trtpack: the sidecar {sidecar!r} is {info.st_size} bytes; an engine record is at most "
-                          f"{MAX_SIDECAR_BYTES}. It is not a trtpack sidecar: re-extract it.")
-    with open(sidecar, "rb") as f:
-        raw = f.read(MAX_SIDECAR_BYTES + 1)
+        if size > MAX_SIDECAR_BYTES:
+            raise FormatError(f"trtpack: the sidecar {shown!r} is {size} bytes; an engine record is at most "
+                              f"{MAX_SIDECAR_BYTES}. It is not a trtpack sidecar: re-extract it.")
+        raw = os.pread(fd, MAX_SIDECAR_BYTES + 1, 0)
+    finally:
+        os.close(fd)
     try:
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
-        raise FormatError(f"trtpack: the sidecar {sidecar!r} is not UTF-8 JSON ({e.reason} at byte {e.start}); "
+        raise FormatError(f"trtpack: the sidecar {shown!r} is not UTF-8 JSON ({e.reason} at byte {e.start}); "
                           "re-extract it with `trtpack extract` or trtpack.save.") from e
+
+
+def _pair(path: str) -> tuple:
+    plan, sidecar = atomic.current_pair(path)
+    if not os.path.lexists(sidecar):
+        raise FormatError(f"trtpack: {path!r} has no sidecar {path + '.json'!r} with its record; an engine file needs "
+                          "it to know its inputs. Re-extract it with `trtpack extract` or trtpack.save.")
+    return plan, sidecar
+
+
+def read_sidecar(path: str) -> str:
+    """The record text of `path`'s sidecar (of the newest committed pair), size-checked before it is read."""
+    for attempt in range(3):  # a concurrent save may move the file we picked out of its commit folder
+        plan, sidecar = _pair(path)
+        try:
+            return _read_text(sidecar, path + ".json")
+        except TrtpackError:
+            if attempt == 2 or os.path.exists(sidecar):
+                raise
+    raise AssertionError("unreachable")
 
 
 class EngineModule(torch.nn.Module):
@@ -66,16 +87,52 @@ class EngineModule(torch.nn.Module):
         return outputs[0] if len(outputs) == 1 else tuple(outputs)
 
 
-def read(path: str, device=None) -> LoadedProgram:
-    meta = read_sidecar(path)
-    size, declared = os.path.getsize(path), record.decode_meta(meta)["plan_size"]
-    if size != declared:  # before mapping anything
-        raise FormatError(f"trtpack: {path!r} is {size} bytes but its record says plan_size {declared}: the plan and "
-                          "its sidecar do not belong together. Re-extract them with `trtpack extract` or trtpack.save.")
-    plan = torch.from_file(path, shared=False, size=size, dtype=torch.uint8)
-    record.check_plan(meta, plan)
+def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+    for attempt in range(3):  # a concurrent save may move the files we picked out of its commit folder
+        plan_path, sidecar = _pair(path)
+        try:
+            meta = _read_text(sidecar, path + ".json")
+            fd, size = open_regular(plan_path, "plan")
+            break
+        except TrtpackError:
+            if attempt == 2 or (os.path.exists(sidecar) and os.path.exists(plan_path)):
+                raise
+    try:
+        rec = record.decode_meta(meta)
+        if size != rec["plan_size"]:  # before reading or mapping anything
+            raise FormatError(f"trtpack: {path!r} is {size} bytes but its record says plan_size {rec['plan_size']}: "
+                              "the plan and its sidecar do not belong together. Re-extract them with `trtpack "
+                              "extract` or trtpack.save.")
+        try:  # a private mapping: only the pages read here (the header) are paged in
+            plan = torch.from_file(f"/proc/self/fd/{fd}" if os.path.isdir("/proc/self/fd") else plan_path,
+                                   shared=False, size=size, dtype=torch.uint8)
+        except RuntimeError as e:
+            raise TrtpackError(f"trtpack: cannot map the {size}-byte plan {path!r} into memory "
+                               f"({str(e).splitlines()[0][:160]}); free memory or address space and load it "
+                               "again.") from None
+        record.check_plan(meta, plan)  # size and the 64-byte header
+        if verify:
+            _check_sha256(fd, rec, path)  # streamed through the page cache, not through the mapping
+    finally:
+        os.close(fd)
     module = EngineModule(meta, plan)
     if device is not None:
         module.to(device)
     engine = Engine(module.record["name"], meta, module.plan, fallback=False)
     return LoadedProgram("engine", module, [engine], names.record_ranges(module.record), module.record["inputs"])
+
+
+def _check_sha256(fd: int, rec: dict, path: str) -> None:
+    digest, pos = hashlib.sha256(), 0
+    while pos < rec["plan_size"]:
+        chunk = os.pread(fd, HASH_CHUNK, pos)
+        if not chunk:
+            break
+        digest.update(chunk)
+        pos += len(chunk)
+    if digest.hexdigest() != rec["plan_sha256"]:
+        error = FormatError(f"trtpack: {path!r}: engine {rec['name']!r}: the plan's SHA-256 is {digest.hexdigest()} "
+                            f"but its record says {rec['plan_sha256']}: the plan bytes changed after it was saved; "
+                            "re-extract or re-copy it (load(..., verify=False) skips this check).")
+        error.field = "plan_sha256"
+        raise error

@@ -1,36 +1,103 @@
 """ExportedProgram archives (.ep): torch.export's zip, with trtpack's manifest beside the program.
 
-Before torch reads an archive, ep_check validates it against what trtpack writes (docs/SECURITY.md)."""
+Before torch reads an archive, ep_check validates it against what trtpack writes (docs/SECURITY.md); torch then
+reads the same open file, so what it reads is what was checked."""
+import copy
+import os
+
 import torch
 
-from trtpack import names
-from trtpack.artifacts import ep_check, manifest
-from trtpack.artifacts.atomic import atomic_path
-from trtpack.artifacts.program import LoadedProgram, describe_program, validate, warn_unusable, warn_version_skew
+from trtpack import names, record
+from trtpack.artifacts import atomic, ep_check, manifest
+from trtpack.artifacts.files import open_regular
+from trtpack.artifacts.program import LoadedProgram, describe_program, engines, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
+from trtpack.runtime import branches
+
+
+class InferenceModule(torch.nn.Module):
+    """Runs a loaded program under torch.no_grad(). Engines have no backward, and with grad enabled torch.cond
+    traces both branches under a process-global FakeTensorMode on every call whenever a parameter requires grad,
+    which fails when threads call at once (AssertionError, or SIGABRT: "one already exists")."""
+
+    def __init__(self, module: torch.nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, *args, **kwargs):
+        with torch.no_grad():
+            return self.module(*args, **kwargs)
 
 
 def write(program: torch.export.ExportedProgram, found: list, path: str) -> None:
+    program = _without_sample_inputs(program)
+    _check_writable(program, path)
     extra = {manifest.ENTRY: manifest.encode(found, describe_program(program))}
-    with atomic_path(path, ".pt2") as tmp:  # torch names the archive's root folder after the file
-        torch.export.save(program, tmp, extra_files=extra)
+    with atomic.atomic_path(path) as tmp:
+        out = atomic.CheckedWriter(tmp)
+        try:
+            torch.export.save(program, out, extra_files=extra)
+        finally:
+            out.close()  # raises the first write error (e.g. ENOSPC), after torch's writer is done
 
 
-def read(path: str, device=None) -> LoadedProgram:
-    ep_check.check(path)
+def _without_sample_inputs(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """A shallow copy without example inputs: torch would store them as a pickle, which loading would unpickle."""
+    if program.example_inputs is None:
+        return program
+    program = copy.copy(program)
+    program._example_inputs = None
+    return program
+
+
+def _check_writable(program: torch.export.ExportedProgram, path: str) -> None:
+    """Refuses, before writing, a program whose guards trtpack.load would refuse (ep_check's grammar)."""
+    for guard in getattr(program, "_guards_code", None) or []:
+        try:
+            ep_check.check_grammar(guard, "guard", path)
+        except FormatError as e:
+            raise TrtpackError(f"trtpack: cannot save this program as .ep: its input guard {guard[:80]!r} is outside "
+                               "the grammar trtpack.load accepts (docs/SECURITY.md); please report it.") from e
+
+
+def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+    fd, size = open_regular(path)
     try:
-        with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
-            program = torch.export.load(f)
-        found = validate(program)
-    except TrtpackError:
-        raise
-    except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
-        raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
-                          f"{str(e)[:300]}). Re-save it with trtpack.save.") from e
+        ep_check.check(fd, size, path, verify=verify)
+        try:
+            with os.fdopen(os.dup(fd), "rb") as f:  # the checked file itself, whatever happens to the path
+                program = torch.export.load(f)
+            found = check_engines(program, path, verify)
+        except TrtpackError:
+            raise
+        except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
+            raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}). Re-save it with trtpack.save.") \
+                from e
+    finally:
+        os.close(fd)
     warn_version_skew(found)
     warn_unusable(found, device)
-    module = program.module()
+    module = branches.resolve(program.module())  # each engine_usable asked once per device, not per call
     if device is not None:
         module.to(device)
-    return LoadedProgram("exported_program", module, found, names.program_ranges(program),
+    return LoadedProgram("exported_program", InferenceModule(module), found, names.program_ranges(program),
                          describe_program(program)["inputs"], exported=program)
+
+
+def check_engines(program: torch.export.ExportedProgram, path: str, verify: bool) -> list:
+    """Every engine's record against its plan (and, with `verify`, the plan's SHA-256); errors name the engine."""
+    found = engines(program)
+    for engine in found:
+        if not engine.plan.is_contiguous() or engine.plan.dim() != 1:
+            raise FormatError(f"trtpack: {path!r}: engine {engine.name!r} has a plan tensor that is not a contiguous "
+                              "1-D byte buffer; re-save the program with trtpack.save.")
+        try:
+            record.check_plan(engine.meta, engine.plan, verify_hash=verify)
+        except FormatError as e:
+            error = FormatError(f"trtpack: {path!r}: engine {engine.name!r}: {e}" +
+                                ("; the plan bytes changed after it was saved: re-save or re-copy the file."
+                                 if getattr(e, "field", None) == "plan_sha256" else ""))
+            error.field = getattr(e, "field", None)
+            raise error from None
+    return found

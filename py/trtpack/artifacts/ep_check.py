@@ -1,157 +1,248 @@
-"""Checks an ExportedProgram archive before torch.export.load reads it, so loading runs no code from the file.
+"""An allow-list of what trtpack.save writes into an .ep, checked before torch.export.load reads a byte of it.
 
 torch.export.load (torch 2.11-2.13) unpickles with weights_only=False when a payload config says use_pickle, for
-opaque/custom-object constants, for legacy weight files, and when sample_inputs fail the weights_only load; and it
-sympify()s (eval) every symbolic expression string. trtpack.save never writes any of those, so they are refused
-here, together with what a damaged zip can do to the reader (duplicate names, sizes beyond the file). docs/SECURITY.md.
+opaque/custom-object constants, and when sample inputs fail the weights_only load; it sympify()s (eval) every
+symbolic expression string, exec()s the program's guards_code, and trusts each tensor's sizes and strides. This
+module accepts only: the zip layout of zip_layout.py, the entry names trtpack writes, raw tensors whose bytes cover
+their shape, expression and guard strings of a strict grammar, and integers that fit in 64 bits. docs/SECURITY.md.
 """
 import io
 import json
-import os
 import re
-import zipfile
-import zlib
 
+from trtpack.artifacts import zip_layout
 from trtpack.errors import FormatError
 
-MAX_ENTRIES = 10_000
-MAX_JSON_BYTES = 256 << 20  # models/*.json and configs are parsed in memory
-TOP_LEVEL = {"archive_format", "archive_version", "byteorder", ".data/version", ".data/serialization_id"}
-FOLDERS = ("models/", "data/weights/", "data/constants/", "data/sample_inputs/", "extra/")
+MAX_JSON_BYTES = 64 << 20          # models/model.json and the payload configs are parsed in memory
+MAX_SMALL = 64                     # archive_format, archive_version, byteorder, .data/*
+MAX_SAMPLE_INPUTS = 16 << 20
+FIXED = {"archive_format": MAX_SMALL, "archive_version": MAX_SMALL, "byteorder": MAX_SMALL,
+         ".data/version": MAX_SMALL, ".data/serialization_id": MAX_SMALL, "models/model.json": MAX_JSON_BYTES,
+         "data/weights/model_weights_config.json": MAX_JSON_BYTES,
+         "data/constants/model_constants_config.json": MAX_JSON_BYTES,
+         "data/sample_inputs/model.pt": MAX_SAMPLE_INPUTS, "extra/trtpack/manifest.json": 16 << 20}
+REQUIRED = ("archive_format", "archive_version", "models/model.json", "data/weights/model_weights_config.json",
+            "data/constants/model_constants_config.json")  # the manifest too, but inspect is what needs it
+PAYLOADS = {"data/weights/": "weight", "data/constants/": "tensor"}   # folder -> the only file stem torch writes there
+_PAYLOAD = re.compile(r"(data/weights/weight|data/constants/tensor)_[0-9]{1,6}")
+_ROOT = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}")
+MODEL_KEYS = {"graph_module", "opset_version", "range_constraints", "schema_version", "verifiers", "torch_version",
+              "guards_code"}
+INT64 = 1 << 63
 
-# Names sympy may meet in torch's expression strings: torch's own sympy functions, sympy's core classes, the
-# assumption keywords of Symbol(...), and symbols such as s0, u3, zuf1. No builtins (eval, open, __import__...).
-_SYMPY_NAMES = {
-    "Symbol", "Integer", "Rational", "Float", "Add", "Mul", "Pow", "Max", "Min", "Mod", "Abs", "Eq", "Ne", "Ge",
-    "Gt", "Le", "Lt", "And", "Or", "Not", "Piecewise", "ITE", "True", "False", "oo", "zoo", "nan", "floor",
-    "ceiling", "sqrt", "FloorDiv", "ModularIndexing", "Where", "PythonMod", "CleanDiv", "CeilToInt", "FloorToInt",
-    "CeilDiv", "LShift", "RShift", "PowByNatural", "FloatPow", "FloatTrueDiv", "IntTrueDiv",
-    "IsNonOverlappingAndDenseIndicator", "TruncToFloat", "TruncToInt", "RoundToInt", "RoundDecimal", "ToFloat",
-    "Identity", "positive", "negative", "nonnegative", "nonpositive", "integer", "real", "finite", "zero",
-    "nonzero", "even", "odd", "rational", "commutative", "infinite",
+# Symbolic expressions (expr_str, sympify'd with torch's sympy functions as locals) and guards (guards_code, exec'd
+# in a namespace of those functions): integers, symbols like s0/u3, these names, arithmetic and comparisons. No
+# strings, attributes (except a guard's L['x'].size()[i]), subscripts, keywords other than and/or/not, or `**`.
+_FUNCTIONS = {"Add", "Mul", "Pow", "Integer", "Rational", "StrictLessThan", "LessThan", "StrictGreaterThan", "GreaterThan",
+              "Equality", "Unequality", "true", "false", "Infinity", "NegativeInfinity", "Max", "Min", "Mod", "FloorDiv", "PythonMod", "CleanDiv", "CeilDiv", "CeilToInt", "FloorToInt",
+              "TruncToInt", "RoundToInt", "ModularIndexing", "Where", "Abs", "Eq", "Ne", "Ge", "Gt", "Le", "Lt",
+              "And", "Or", "Not", "True", "False", "oo", "floor", "ceiling", "IntTrueDiv", "FloatTrueDiv", "ToFloat",
+              "Identity", "IsNonOverlappingAndDenseIndicator", "int_oo"}
+_SYMBOL = re.compile(r"[a-z]{1,8}[0-9]{1,9}")
+_GUARD_INPUT = r"L(?:\['[A-Za-z_][A-Za-z0-9_]{0,127}'\]|\[[0-9]{1,6}\])+\.(?:size|stride)\(\)\[[0-9]{1,2}\]"
+_TOKENS = {
+    "expr": re.compile(r" +|\*\*|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
+    "guard": re.compile(_GUARD_INPUT + r"| +|\*\*|[0-9]{1,19}(?![0-9A-Za-z_.])|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|[-+*/%(),<>]"),
 }
-_TOKEN = re.compile(r"\s+|'[A-Za-z0-9_]*'|\d+(?:\.\d+)?(?:e[+-]?\d+)?|[A-Za-z_][A-Za-z0-9_]*|==|!=|<=|>=|//|\*\*|[-+*/%(),<>=&|~^]")
-_SYMBOL = re.compile(r"[a-z]+[0-9]+")
-MAX_EXPR_CHARS = 10_000
+_KEYWORDS = {"expr": set(), "guard": {"and", "or", "not"}}
+# How torch writes a symbol itself: Symbol('s77', positive=True, integer=True).
+_ASSUMPTIONS = "positive|negative|nonnegative|nonpositive|integer|real|finite|zero|nonzero|even|odd|rational"
+_SYMBOL_DECLARATION = re.compile(r"Symbol\('[a-z]{1,8}[0-9]{1,9}'(?:, (?:%s)=(?:True|False)){0,12}\)" % _ASSUMPTIONS)
+MAX_EXPR_CHARS = 1024
+MAX_DEPTH = 32
+MAX_GUARDS = 1024
 
 
-def _refuse(path: str, why: str) -> FormatError:
+def refuse(path: str, why: str) -> FormatError:
     return FormatError(f"trtpack: {path!r} is not a safe trtpack ExportedProgram archive: {why}. trtpack loads only "
                        "archives written by trtpack.save (see docs/SECURITY.md); re-save the program with it.")
 
 
-def check(path: str) -> None:
-    """Raises FormatError unless `path` is a zip that torch.export.load can read without pickle or eval."""
-    size = os.path.getsize(path)
+def check(fd: int, size: int, path: str, verify: bool = True) -> None:
+    """Raises FormatError unless the .ep open as `fd` is what trtpack.save writes; with `verify`, also checks every
+    entry's CRC-32 (streamed). What torch reads afterwards is these validated bytes (same file descriptor)."""
     try:
-        with zipfile.ZipFile(path) as z:
-            entries = _entries(path, z, size)
-            _check_payload_configs(path, z, entries)
-            _check_sample_inputs(path, z, entries)
-            for name, info in entries.items():
-                if name.startswith("models/") and name.endswith(".json"):
-                    _check_expressions(path, _json(path, z, info))
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, RuntimeError,
-            ValueError, zlib.error) as e:
-        if isinstance(e, FormatError):
-            raise
-        raise _refuse(path, f"its zip structure is damaged ({type(e).__name__}: {str(e)[:200]})") from e
+        layout = zip_layout.read_layout(fd, size)
+        entries = _entries(path, layout)
+        small = {name: zip_layout.read_entry(fd, entries[name], limit) for name, limit in FIXED.items()
+                 if name in entries and name != "data/sample_inputs/model.pt"}
+        if small["archive_format"] != b"pt2":
+            raise refuse(path, "archive_format is not 'pt2'")
+        for folder, stem in PAYLOADS.items():
+            config = _json(path, small[f"{folder}model_{'weights' if stem == 'weight' else 'constants'}_config.json"])
+            _check_payloads(path, folder, stem, config, entries)
+        _check_model(path, _json(path, small["models/model.json"]))
+        if "data/sample_inputs/model.pt" in entries:
+            _check_sample_inputs(path, zip_layout.read_entry(fd, entries["data/sample_inputs/model.pt"],
+                                                             MAX_SAMPLE_INPUTS))
+        if verify:
+            zip_layout.check_crcs(fd, layout)
+    except zip_layout.LayoutError as e:
+        raise refuse(path, str(e)) from None
 
 
-def _entries(path: str, z: zipfile.ZipFile, size: int) -> dict:
-    infos = z.infolist()
-    if len(infos) > MAX_ENTRIES:
-        raise _refuse(path, f"it has {len(infos)} zip entries (at most {MAX_ENTRIES})")
-    roots = {info.filename.split("/", 1)[0] for info in infos}
-    if len(roots) != 1 or any("/" not in info.filename for info in infos):
-        raise _refuse(path, f"its entries are not all under one root folder (found {sorted(roots)[:5]})")
-    entries = {}
-    for info in infos:
-        name = info.filename.split("/", 1)[1]
-        if name in entries:
-            raise _refuse(path, f"the zip entry {name!r} appears twice")
-        if info.file_size > size or info.compress_size > size:
-            raise _refuse(path, f"the zip entry {name!r} declares {info.file_size} bytes but the file has {size}")
-        if name not in TOP_LEVEL and not name.startswith(FOLDERS):
-            raise _refuse(path, f"it holds {name!r}, which trtpack.save never writes "
-                                "(AOTInductor packages are .pt2; legacy torch archives are not supported)")
-        entries[name] = info
-    for required in ("archive_format", "archive_version", "models/model.json",
-                     "data/weights/model_weights_config.json", "data/constants/model_constants_config.json"):
+def _entries(path: str, layout: list) -> dict:
+    roots = {entry.name.split("/", 1)[0] for entry in layout}
+    root = next(iter(roots)) if len(roots) == 1 else None
+    if root is None or not _ROOT.fullmatch(root) or any("/" not in e.name for e in layout):
+        raise refuse(path, f"its entries are not all under one root folder (found {sorted(roots)[:5]})")
+    entries = {entry.name[len(root) + 1:]: entry for entry in layout}
+    for name in entries:
+        if name not in FIXED and not _PAYLOAD.fullmatch(name):
+            raise refuse(path, f"it holds {name!r}, which trtpack.save never writes "
+                               "(AOTInductor packages are .pt2; legacy torch archives are not supported)")
+    for required in REQUIRED:
         if required not in entries:
-            raise _refuse(path, f"the zip entry {required!r} is missing")
-    if z.read(entries["archive_format"]) != b"pt2":
-        raise _refuse(path, "archive_format is not 'pt2'")
+            raise refuse(path, f"the zip entry {required!r} is missing")
     return entries
 
 
-def _json(path: str, z: zipfile.ZipFile, info: zipfile.ZipInfo):
-    if info.file_size > MAX_JSON_BYTES:
-        raise _refuse(path, f"{info.filename!r} is {info.file_size} bytes of JSON (at most {MAX_JSON_BYTES})")
+def _bounded_int(text: str) -> int:
+    value = int(text)
+    if not -INT64 <= value < INT64:
+        raise ValueError(f"the integer {text[:40]} does not fit in 64 bits")
+    return value
+
+
+def _json(path: str, data: bytes):
     try:
-        return json.loads(z.read(info))
+        return json.loads(data, parse_int=_bounded_int)
     except (ValueError, RecursionError) as e:
-        raise _refuse(path, f"{info.filename!r} is not valid JSON ({str(e)[:120]})") from e
+        raise refuse(path, f"a JSON entry is not valid JSON of 64-bit integers ({str(e)[:120]})") from None
 
 
-def _check_payload_configs(path: str, z: zipfile.ZipFile, entries: dict) -> None:
-    for name, info in entries.items():
-        if not name.endswith(("_weights_config.json", "_constants_config.json")):
-            continue
-        config = _json(path, z, info)
-        items = config.get("config") if isinstance(config, dict) else None
-        if not isinstance(items, dict):
-            raise _refuse(path, f"{name!r} has no 'config' object")
-        for key, payload in items.items():
-            if not isinstance(payload, dict) or payload.get("use_pickle") is not False:
-                raise _refuse(path, f"{name!r} entry {key!r} is stored as a pickle (use_pickle), which would run "
-                                    "code on load")
-            payload_path = payload.get("path_name")
-            if not isinstance(payload_path, str) or not payload_path.startswith(("weight_", "tensor_")):
-                raise _refuse(path, f"{name!r} entry {key!r} is a {payload_path!r} object; only plain tensors load")
+def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) -> None:
+    import torch
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    items = config.get("config") if isinstance(config, dict) and set(config) == {"config"} else None
+    if not isinstance(items, dict):
+        raise refuse(path, f"{folder} config has no 'config' object")
+    stored = {name for name in entries if name.startswith(folder + stem + "_")}
+    for key, payload in items.items():
+        if not isinstance(payload, dict) or payload.get("use_pickle") is not False:
+            raise refuse(path, f"{folder} payload {key!r} is stored as a pickle (use_pickle), which would run code")
+        name = folder + str(payload.get("path_name"))
+        if not _PAYLOAD.fullmatch(name) or name not in stored:
+            raise refuse(path, f"{folder} payload {key!r} is a {payload.get('path_name')!r} object; only plain "
+                               "tensors stored in the archive load")
+        stored.discard(name)
+        meta = payload.get("tensor_meta")
+        try:
+            dtype = _SERIALIZE_TO_TORCH_DTYPE[meta["dtype"]]
+            sizes = [d["as_int"] for d in meta["sizes"]]
+            strides = [d["as_int"] for d in meta["strides"]]
+            offset = meta["storage_offset"]["as_int"]
+        except (KeyError, TypeError, IndexError):
+            raise refuse(path, f"{folder} payload {key!r} has no static tensor_meta (dtype, sizes, strides)") from None
+        _check_extent(path, key, dtype.itemsize if isinstance(dtype, torch.dtype) else 0, sizes, strides, offset,
+                      entries[name].size)
+    if stored:
+        raise refuse(path, f"{sorted(stored)[0]!r} is in the archive but no payload config names it")
 
 
-def _check_sample_inputs(path: str, z: zipfile.ZipFile, entries: dict) -> None:
-    # torch retries a failed weights_only load with weights_only=False: refuse what the safe loader refuses.
+def _check_extent(path: str, key: str, itemsize: int, sizes: list, strides: list, offset: int, stored: int) -> None:
+    """A tensor must be backed by its own bytes: a stride-0 or overlapping view larger than what is stored (a 2 GiB
+    tensor over one byte) is refused before torch or trtpack would materialize it."""
+    if not itemsize or len(sizes) != len(strides) or not all(isinstance(v, int) and v >= 0 for v in
+                                                             [*sizes, *strides, offset]):
+        raise refuse(path, f"tensor {key!r} has a malformed shape, stride or dtype")
+    numel = 1
+    for dim in sizes:
+        numel *= dim
+    last = offset + sum((d - 1) * s for d, s in zip(sizes, strides)) if numel else offset - 1
+    if numel * itemsize > stored or (last + 1) * itemsize > stored:
+        raise refuse(path, f"tensor {key!r} spans {max(numel, last + 1) * itemsize} bytes but {stored} are stored "
+                           "(a stride-0 or overlapping view that would be materialized)")
+
+
+def _check_sample_inputs(path: str, data: bytes) -> None:
+    # trtpack.save writes none (empty). Older saves wrote torch.save pickles, and torch retries a failed
+    # weights_only load with weights_only=False: accept only what torch's safe loader accepts.
+    if not data:
+        return
     import pickle
 
     import torch
 
-    for name, info in entries.items():
-        if name.startswith("data/sample_inputs/"):
-            try:
-                torch.load(io.BytesIO(z.read(info)), weights_only=True)
-            except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, KeyError, AttributeError,
-                    TypeError, IndexError, UnicodeDecodeError) as e:
-                raise _refuse(path, f"{name!r} does not load with torch.load(weights_only=True) "
-                                    f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from e
+    try:
+        torch.load(io.BytesIO(data), weights_only=True)
+    except (pickle.UnpicklingError, RuntimeError, ValueError, EOFError, KeyError, AttributeError, TypeError,
+            IndexError, UnicodeDecodeError) as e:
+        raise refuse(path, f"'data/sample_inputs/model.pt' does not load with torch.load(weights_only=True) "
+                           f"({type(e).__name__}: {str(e).splitlines()[0][:160] if str(e) else ''})") from None
 
 
-def _check_expressions(path: str, doc) -> None:
-    stack = [doc]
+def _check_model(path: str, model) -> None:
+    if not isinstance(model, dict) or not set(model) <= MODEL_KEYS or "graph_module" not in model:
+        raise refuse(path, "models/model.json is not torch's ExportedProgram schema as trtpack writes it")
+    guards = model.get("guards_code", [])
+    if not isinstance(guards, list) or len(guards) > MAX_GUARDS:
+        raise refuse(path, "guards_code is not a short list")
+    for guard in guards:
+        check_grammar(guard, "guard", path)
+    ranges = model.get("range_constraints", {})
+    if not isinstance(ranges, dict) or not all(isinstance(k, str) and _SYMBOL.fullmatch(k) for k in ranges):
+        raise refuse(path, f"a range_constraints key is not a symbol name like s0 ({sorted(map(str, ranges))[:3]})")
+    stack = [model["graph_module"]]
     while stack:
         node = stack.pop()
         if isinstance(node, dict):
             for key, value in node.items():
                 if key == "expr_str":
-                    _check_expression(path, value)
+                    check_grammar(value, "expr", path)
                 else:
                     stack.append(value)
         elif isinstance(node, list):
             stack.extend(node)
 
 
-def _check_expression(path: str, expr) -> None:
-    if not isinstance(expr, str) or len(expr) > MAX_EXPR_CHARS:
-        raise _refuse(path, "a symbolic expression (expr_str) is not a short string")
-    pos = 0
-    while pos < len(expr):
-        token = _TOKEN.match(expr, pos)
+_POW_EXPONENT = re.compile(r", Integer\([1-8]\)\)")
+_STAR_STAR = re.compile(r"\*\*(?![1-8](?![0-9*]))")
+MAX_POWERS = 4
+
+
+def _check_powers(text: str, what: str, path: str) -> None:
+    """x**k and Pow(x, Integer(k)) only with 1 <= k <= 8 and at most MAX_POWERS of them: 9**9**9 (or nested
+    Pow) would make sympy or Python compute a number with billions of digits."""
+    starts = [m.start() for m in re.finditer(r"\bPow\(", text)]
+    if _STAR_STAR.search(text) or len(starts) + text.count("**") > MAX_POWERS:
+        raise refuse(path, f"the {what} {text[:80]!r} raises to a power other than a literal 1-8, or more than "
+                           f"{MAX_POWERS} times")
+    for start in starts:
+        depth, end = 0, start + 3
+        for end in range(start + 3, len(text)):
+            depth += {"(": 1, ")": -1}.get(text[end], 0)
+            if depth == 0:
+                break
+        if end - 12 <= start or not _POW_EXPONENT.match(text, end - 12):
+            raise refuse(path, f"the {what} {text[:80]!r} has a Pow whose exponent is not Integer(1..8)")
+
+
+def check_grammar(text, kind: str, path: str = "<expression>") -> None:
+    """Refuses a string torch would sympify ("expr") or exec ("guard") unless it matches the strict grammar above:
+    linear in its length, at most MAX_EXPR_CHARS characters and MAX_DEPTH nested parentheses."""
+    what = "symbolic expression" if kind == "expr" else "guard"
+    if not isinstance(text, str) or not 0 < len(text) <= MAX_EXPR_CHARS:
+        raise refuse(path, f"a {what} is not a string of 1-{MAX_EXPR_CHARS} characters")
+    _check_powers(text, what, path)
+    if kind == "expr":  # torch writes srepr: Mul(Integer(3), Symbol('s77', positive=True, integer=True))
+        text = _SYMBOL_DECLARATION.sub("s0", text)
+    pos, depth, tokens = 0, 0, _TOKENS[kind]
+    while pos < len(text):
+        token = tokens.match(text, pos)
         if token is None:
-            raise _refuse(path, f"the symbolic expression {expr[:80]!r} has {expr[pos]!r} at {pos}; torch would "
-                                "eval it with sympy")
+            raise refuse(path, f"the {what} {text[:80]!r} has {text[pos]!r} at {pos}; torch would "
+                               f"{'eval it with sympy' if kind == 'expr' else 'exec it'}")
         word = token.group()
-        if (word[0].isalpha() or word[0] == "_") and word not in _SYMPY_NAMES and not _SYMBOL.fullmatch(word):
-            raise _refuse(path, f"the symbolic expression {expr[:80]!r} names {word!r}, which is not a sympy "
-                                "function or symbol; torch would eval it")
+        if word == "(":
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise refuse(path, f"the {what} {text[:80]!r} nests deeper than {MAX_DEPTH}")
+        elif word == ")":
+            depth -= 1
+        elif (word[0].isalpha() or word[0] == "_") and not word.startswith("L[") and not (
+                word in _FUNCTIONS or word in _KEYWORDS[kind] or _SYMBOL.fullmatch(word)):
+            raise refuse(path, f"the {what} {text[:80]!r} names {word!r}, which is not a sympy function or a "
+                               f"symbol; torch would {'eval' if kind == 'expr' else 'exec'} it")
         pos = token.end()

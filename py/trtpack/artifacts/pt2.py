@@ -7,8 +7,6 @@ A package runs only on the device type it was built on: build CUDA packages on a
 """
 import json
 import os
-import shutil
-import tempfile
 import zipfile
 import zlib
 
@@ -17,7 +15,8 @@ import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
 from trtpack import guard, names
-from trtpack.artifacts import manifest
+from trtpack.artifacts import atomic, manifest, zip_layout
+from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
                                        user_input_nodes, warn_unusable, warn_version_skew)
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
@@ -66,23 +65,19 @@ def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_in
     parent = os.path.dirname(os.path.abspath(path))
     if not os.path.isdir(parent):
         raise FormatError(f"{path}: folder {parent} does not exist; create it first")
-    # Build under the final file's stem (AOTInductor names the archive's root folder after it),
-    # in a private folder beside the target so the final rename stays on one filesystem.
-    stem = os.path.splitext(os.path.basename(path))[0] or "model"
-    workdir = tempfile.mkdtemp(prefix=".trtpack-aoti-", dir=parent)
-    try:
-        staged = torch._inductor.aoti_compile_and_package(
+    # Build in a locked private folder beside the target (atomic.py: one filesystem, swept when its saver dies),
+    # under the final file's stem (AOTInductor names the archive's root folder after it).
+    with atomic.atomic_path(path, ".pt2") as staged:
+        torch._inductor.aoti_compile_and_package(
             ep,
-            package_path=os.path.join(workdir, stem + ".pt2"),
+            package_path=staged,
             inductor_configs={"aot_inductor.metadata": _metadata(ep)},
         )
         if extra_files:
             with zipfile.ZipFile(staged, "a") as archive:
+                root = archive.namelist()[0].split("/", 1)[0]
                 for name, text in extra_files.items():
-                    archive.writestr(f"{stem}/extra/{name}", text)
-        os.replace(staged, path)
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+                    archive.writestr(f"{root}/extra/{name}", text)
     return path
 
 
@@ -101,6 +96,11 @@ def load(path, device=None):
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FormatError(f"{path}: no such file")
+    check_archive(path)
+    return _load_checked(path, device)
+
+
+def _load_checked(path: str, device=None):
     if not zipfile.is_zipfile(path):
         raise FormatError(f"{path}: not an AOTInductor package (a .pt2 zip archive); make one with trtpack.save(..., 'x.pt2')")
     built_for = package_device_type(path)
@@ -166,8 +166,24 @@ def write(program: torch.export.ExportedProgram, found: list, path: str) -> None
     package(program, path, extra_files={manifest.ENTRY: manifest.encode(found, describe_program(program))})
 
 
-def read(path: str, device=None) -> LoadedProgram:
+def check_archive(path: str, verify: bool = True) -> None:
+    """Before AOTInductor extracts the package: trtpack's zip layout (one central directory, no overlaps, plain
+    relative names, so nothing is written outside the extraction folder) and, with `verify`, every CRC-32."""
+    fd, size = open_regular(path)
+    try:
+        entries = zip_layout.read_layout(fd, size)
+        if verify:
+            zip_layout.check_crcs(fd, entries)
+    except zip_layout.LayoutError as e:
+        raise FormatError(f"trtpack: {path!r} is not an AOTInductor package as trtpack writes it: {e}. Re-save it "
+                          "with trtpack.save.") from None
+    finally:
+        os.close(fd)
+
+
+def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     """Loads a trtpack .pt2 (the caller has opted in to running its native code)."""
+    check_archive(path, verify)
     found_manifest = manifest.read(path)
     found = [Engine(trtpack.record.decode_meta(meta)["name"], meta, None, fallback)
              for meta, fallback in found_manifest.engines]
@@ -178,4 +194,4 @@ def read(path: str, device=None) -> LoadedProgram:
     if not program:  # a 1.0 manifest: the engines' ranges are what is known
         for engine in found:
             ranges.update(names.record_ranges(engine.record))
-    return LoadedProgram("aot_inductor", load(path, device=device), found, ranges, program.get("inputs"))
+    return LoadedProgram("aot_inductor", _load_checked(path, device), found, ranges, program.get("inputs"))

@@ -1,4 +1,5 @@
 """The CLI's commands on a saved artifact: inspect (text form), run, extract. Each reads the artifact once."""
+import math
 import time
 import warnings
 
@@ -8,6 +9,8 @@ import trtpack
 from trtpack import machine, record
 from trtpack.artifacts import engine as engine_file, sniff
 from trtpack.cli import roundtrip
+
+MAX_RANDOM_INPUT_BYTES = 4 << 30  # run's random inputs; larger runs take --inputs
 
 
 def format_inspect(info: dict) -> str:
@@ -71,6 +74,11 @@ def random_inputs(path: str, program) -> list:
     except trtpack.FormatError:
         raise trtpack.TrtpackError(f"trtpack: {path}'s inputs have dims no engine records a size for; pass --inputs "
                                    "(a safetensors file with in.0, in.1, ...)") from None
+    total = sum(math.prod(shape) * 4 for shape in shapes)  # drawn as float32 first
+    if any(d < 0 for shape in shapes for d in shape) or total > MAX_RANDOM_INPUT_BYTES:
+        raise trtpack.TrtpackError(f"trtpack: {path}'s inputs at these sizes ({shapes}) would take {total:,} bytes of "
+                                   f"random data (at most {MAX_RANDOM_INPUT_BYTES:,}); pass --inputs (a safetensors file "
+                                   "with in.0, in.1, ...) of the sizes you want to run")
     return [torch.randn(shape).to(getattr(torch, spec["dtype"])) for shape, spec in zip(shapes, specs)]
 
 
