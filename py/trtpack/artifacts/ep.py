@@ -4,7 +4,7 @@ Before torch reads an archive, ep_check validates it against what trtpack writes
 import torch
 
 from trtpack import names
-from trtpack.artifacts import ep_check, manifest
+from trtpack.artifacts import ep_check, manifest, pytree_types
 from trtpack.artifacts.atomic import atomic_path
 from trtpack.artifacts.program import LoadedProgram, describe_program, validate, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
@@ -17,16 +17,16 @@ def write(program: torch.export.ExportedProgram, found: list, path: str) -> None
 
 
 def read(path: str, device=None) -> LoadedProgram:
-    ep_check.check(path)
+    specs = ep_check.check(path)
     try:
-        with open(path, "rb") as f:  # a file object: torch warns about any path not ending in .pt2
+        with pytree_types.standins(specs), open(path, "rb") as f:  # a file object: torch warns unless .pt2
             program = torch.export.load(f)
         found = validate(program)
     except TrtpackError:
         raise
     except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
         raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
-                          f"{str(e)[:300]}). Re-save it with trtpack.save.") from e
+                          f"{str(e)[:300]}).") from e
     warn_version_skew(found)
     warn_unusable(found, device)
     module = program.module()

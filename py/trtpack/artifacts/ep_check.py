@@ -40,9 +40,11 @@ def _refuse(path: str, why: str) -> FormatError:
                        "archives written by trtpack.save (see docs/SECURITY.md); re-save the program with it.")
 
 
-def check(path: str) -> None:
-    """Raises FormatError unless `path` is a zip that torch.export.load can read without pickle or eval."""
-    size = os.path.getsize(path)
+def check(path: str) -> list:
+    """Raises FormatError unless `path` is a zip that torch.export.load can read without pickle or eval.
+    Returns the program's pytree specs (in_spec/out_spec texts), for pytree_types."""
+    from trtpack.artifacts.pytree_types import specs_in_archive_json
+    size, specs = os.path.getsize(path), []
     try:
         with zipfile.ZipFile(path) as z:
             entries = _entries(path, z, size)
@@ -50,12 +52,15 @@ def check(path: str) -> None:
             _check_sample_inputs(path, z, entries)
             for name, info in entries.items():
                 if name.startswith("models/") and name.endswith(".json"):
-                    _check_expressions(path, _json(path, z, info))
+                    doc = _json(path, z, info)
+                    _check_expressions(path, doc)
+                    specs += specs_in_archive_json(doc)
     except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, OSError, EOFError, RuntimeError,
             ValueError, zlib.error) as e:
         if isinstance(e, FormatError):
             raise
         raise _refuse(path, f"its zip structure is damaged ({type(e).__name__}: {str(e)[:200]})") from e
+    return specs
 
 
 def _entries(path: str, z: zipfile.ZipFile, size: int) -> dict:

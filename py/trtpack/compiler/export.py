@@ -1,6 +1,7 @@
 """Stage 1: a user model (or an ExportedProgram) becomes an ExportedProgram in core ATen ops."""
 import torch
 
+from trtpack.compiler.decomposition import decompose as decompose_program
 from trtpack.errors import UnsupportedGraphError
 
 
@@ -26,4 +27,4 @@ def export_program(model, arg_inputs, kwarg_inputs=None, dynamic_shapes=None, *,
     else:
         raise UnsupportedGraphError(
             f"trtpack: compile takes a torch.nn.Module or a torch.export.ExportedProgram, not {type(model).__name__}.")
-    return program.run_decompositions() if decompose else program
+    return decompose_program(program) if decompose else program
