@@ -32,9 +32,9 @@ class MaskedScores(nn.Module):
 
     def forward(self, x):
         n = x.shape[-1]
-        mask = torch.arange(n).unsqueeze(0) <= torch.arange(n).unsqueeze(1)
+        mask = (torch.arange(n).unsqueeze(0) - torch.arange(n).unsqueeze(1)) > 0
         scores = (x * 2 + 1).tanh()
-        return scores.masked_fill(~mask, -1.0).softmax(-1) * 3
+        return scores.masked_fill(mask, -1.0).softmax(-1) * 3
 
 
 def test_a_short_block_between_engines_joins_them():
