@@ -2,6 +2,7 @@
 // AOTInductor packages run from C++, and downstream binaries all see the same two ops.
 #include <torch/library.h>
 
+#include "runtime/boxed.h"
 #include "runtime/kernels.h"
 
 TORCH_LIBRARY(trtpack, m) {
@@ -9,9 +10,10 @@ TORCH_LIBRARY(trtpack, m) {
   m.def("engine_usable(Tensor[] inputs, Tensor plan, str meta) -> Tensor");
 }
 
-// Every device: engine_usable answers false with the reason, execute_engine explains why it cannot run.
+// Every device (boxed: see boxed.h): engine_usable answers false with the reason, execute_engine explains why it cannot run.
 // A TensorRT executor (C++ trt_executor.cpp, or trtpack's Python one) registers CUDA kernels that take precedence.
 TORCH_LIBRARY_IMPL(trtpack, CompositeExplicitAutograd, m) {
-  m.impl("engine_usable", &trtpack::engine_usable);
-  m.impl("execute_engine", &trtpack::execute_engine_unavailable);
+  m.impl("engine_usable", trtpack::boxed_kernel<at::Tensor, &trtpack::engine_usable>());
+  m.impl("execute_engine",
+         trtpack::boxed_kernel<std::vector<at::Tensor>, &trtpack::execute_engine_unavailable>());
 }

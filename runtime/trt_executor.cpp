@@ -18,6 +18,7 @@
 #include <tuple>
 
 #include "runtime/engine_cache.h"
+#include "runtime/boxed.h"
 #include "runtime/kernels.h"
 
 namespace trtpack::trt {
@@ -200,6 +201,6 @@ std::vector<at::Tensor> execute_engine(const std::vector<at::Tensor>& inputs, co
 }  // namespace trtpack::trt
 
 TORCH_LIBRARY_IMPL(trtpack, CUDA, m) {
-  m.impl("execute_engine", &trtpack::trt::execute_engine);
-  m.impl("engine_usable", &trtpack::trt::engine_usable);
+  m.impl("execute_engine", trtpack::boxed_kernel<std::vector<at::Tensor>, &trtpack::trt::execute_engine>());
+  m.impl("engine_usable", trtpack::boxed_kernel<at::Tensor, &trtpack::trt::engine_usable>());
 }

@@ -8,7 +8,7 @@ import os
 import torch
 
 from trtpack import names, record
-from trtpack.artifacts import atomic, ep_check, manifest
+from trtpack.artifacts import atomic, ep_check, manifest, pytree_types
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import LoadedProgram, describe_program, engines, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
@@ -63,16 +63,17 @@ def _check_writable(program: torch.export.ExportedProgram, path: str) -> None:
 def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     fd, size = open_regular(path)
     try:
-        ep_check.check(fd, size, path, verify=verify)
+        specs = ep_check.check(fd, size, path, verify=verify)
         try:
-            with os.fdopen(os.dup(fd), "rb") as f:  # the checked file itself, whatever happens to the path
+            # the checked file itself, whatever happens to the path; model-defined pytree types stood in for
+            with pytree_types.standins(specs), os.fdopen(os.dup(fd), "rb") as f:
                 program = torch.export.load(f)
             found = check_engines(program, path, verify)
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
             raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''}). Re-save it with trtpack.save.") \
+                              f"{str(e).splitlines()[0][:300] if str(e) else ''}).") \
                 from e
     finally:
         os.close(fd)

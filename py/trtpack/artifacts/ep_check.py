@@ -58,9 +58,11 @@ def refuse(path: str, why: str) -> FormatError:
                        "archives written by trtpack.save (see docs/SECURITY.md); re-save the program with it.")
 
 
-def check(fd: int, size: int, path: str, verify: bool = True) -> None:
+def check(fd: int, size: int, path: str, verify: bool = True) -> list:
     """Raises FormatError unless the .ep open as `fd` is what trtpack.save writes; with `verify`, also checks every
-    entry's CRC-32 (streamed). What torch reads afterwards is these validated bytes (same file descriptor)."""
+    entry's CRC-32 (streamed). What torch reads afterwards is these validated bytes (same file descriptor).
+    Returns the program's pytree specs (in_spec/out_spec texts), for pytree_types."""
+    from trtpack.artifacts.pytree_types import specs_in_archive_json
     try:
         layout = zip_layout.read_layout(fd, size)
         entries = _entries(path, layout)
@@ -71,7 +73,8 @@ def check(fd: int, size: int, path: str, verify: bool = True) -> None:
         for folder, stem in PAYLOADS.items():
             config = _json(path, small[f"{folder}model_{'weights' if stem == 'weight' else 'constants'}_config.json"])
             _check_payloads(path, folder, stem, config, entries)
-        _check_model(path, _json(path, small["models/model.json"]))
+        model = _json(path, small["models/model.json"])
+        _check_model(path, model)
         if "data/sample_inputs/model.pt" in entries:
             _check_sample_inputs(path, zip_layout.read_entry(fd, entries["data/sample_inputs/model.pt"],
                                                              MAX_SAMPLE_INPUTS))
@@ -79,6 +82,7 @@ def check(fd: int, size: int, path: str, verify: bool = True) -> None:
             zip_layout.check_crcs(fd, layout)
     except zip_layout.LayoutError as e:
         raise refuse(path, str(e)) from None
+    return specs_in_archive_json(model)
 
 
 def _entries(path: str, layout: list) -> dict:

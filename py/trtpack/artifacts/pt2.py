@@ -15,7 +15,7 @@ import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
 from trtpack import guard, names
-from trtpack.artifacts import atomic, manifest, zip_layout
+from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
                                        user_input_nodes, warn_unusable, warn_version_skew)
@@ -194,4 +194,37 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     if not program:  # a 1.0 manifest: the engines' ranges are what is known
         for engine in found:
             ranges.update(names.record_ranges(engine.record))
-    return LoadedProgram("aot_inductor", _load_checked(path, device), found, ranges, program.get("inputs"))
+    return LoadedProgram("aot_inductor", PackageRunner(_load_checked(path, device)), found, ranges,
+                         program.get("inputs"))
+
+
+class PackageRunner:
+    """Calls an AOTInductor package like torch's runner does, with its pytree specs read once at load, where
+    model-defined types the process lacks get stand-ins (pytree_types)."""
+
+    def __init__(self, compiled):
+        self.compiled = compiled
+        in_text, out_text = compiled.loader.get_call_spec()
+        with pytree_types.standins([in_text, out_text]):
+            self.in_spec, self.out_spec = pytree.treespec_loads(in_text), pytree.treespec_loads(out_text)
+
+    def __call__(self, *args, **kwargs):
+        flat = pytree.tree_leaves((args, _reorder_kwargs(kwargs, self.in_spec)))
+        outputs = self.compiled.loader.boxed_run([x for x in flat if isinstance(x, torch.Tensor)])
+        return pytree.tree_unflatten(outputs, self.out_spec)
+
+    def get_metadata(self):
+        return self.compiled.get_metadata()
+
+
+def _reorder_kwargs(kwargs: dict, in_spec) -> dict:
+    """kwargs in the order the program's in_spec lists them (what torch's runner does)."""
+    if not kwargs:
+        return {}
+    order = in_spec.children_specs[1].context
+    missing = [k for k in order if k not in kwargs]
+    extra = [k for k in kwargs if k not in order]
+    if missing or extra:
+        raise TrtpackError(f"trtpack: the program takes keyword inputs {list(order)}; missing {missing}, "
+                           f"unexpected {extra}")
+    return {k: kwargs[k] for k in order}

@@ -132,6 +132,7 @@ def _summary(parts, engines, left_out, backend, targets, fallback, min_block_siz
         "ops_in_engines": sum(r["num_ops"] for r in regions),
         "ops_in_pytorch": sum(item.get("count", 1) for item in left_out),
         "left_in_pytorch": left_out,
+        "splits": [vars(item) for item in parts.splits],  # the PyTorch ops between two engines, with why
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
 

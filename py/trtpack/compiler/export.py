@@ -3,6 +3,7 @@
 The one place trtpack turns a model into an ExportedProgram (compile, build_single_engine and save use it)."""
 import torch
 
+from trtpack.compiler.decomposition import decompose as decompose_program
 from trtpack.errors import UnsupportedGraphError
 
 
@@ -33,10 +34,4 @@ def export_program(model, arg_inputs=(), kwarg_inputs=None, *, dynamic_shapes=No
     else:
         raise UnsupportedGraphError(
             f"trtpack: expected a torch.nn.Module or a torch.export.ExportedProgram, not {type(model).__name__}.")
-    if not decompose:
-        return program
-    try:
-        return program.run_decompositions()
-    except Exception as error:
-        raise UnsupportedGraphError(
-            f"trtpack: torch's core-ATen decomposition (run_decompositions) failed on the program: {error}") from error
+    return decompose_program(program) if decompose else program

@@ -1,8 +1,11 @@
 """Stage 2b: group supported nodes into regions (connected, acyclic); everything else stays PyTorch.
 
-Regions come from torch's CapabilityBasedPartitioner (which refuses merges that would create cycles), are split
-into connected pieces, and are kept only with at least `min_block_size` compute ops, like Torch-TensorRT.
-Each kept region is fused into a submodule `trt_region_<i>` of the returned GraphModule.
+Before partitioning, views that are only layout (alias, as_strided of a contiguous view, copy into a fresh buffer)
+are rewritten as plain ops (views.py). Regions come from torch's CapabilityBasedPartitioner (which refuses merges
+that would create cycles), are split into connected pieces, and are kept with at least `min_block_size` compute
+ops, like Torch-TensorRT; a shorter supported piece that touches a kept region joins it when that makes no cycle
+(e.g. the constant causal-mask pieces of a decoder). Each kept region is fused into a submodule `trt_region_<i>`
+of the returned GraphModule. `Partitioning.splits` says why the regions could not be one.
 """
 import collections
 import operator
@@ -14,7 +17,7 @@ from torch.fx.passes.infra.partitioner import CapabilityBasedPartitioner
 from torch.fx.passes.operator_support import OperatorSupportBase
 from torch.fx.passes.utils.fuser_utils import fuse_by_partitions
 
-from trtpack.compiler import support
+from trtpack.compiler import support, views
 
 REGION_PREFIX = "trt_region_"
 
@@ -34,6 +37,7 @@ class Partitioning:
     regions: list = field(default_factory=list)          # region names, in graph order
     region_ops: dict = field(default_factory=dict)       # name -> {op name: count}
     left_out: list = field(default_factory=list)         # [LeftOut]
+    splits: list = field(default_factory=list)           # [LeftOut] PyTorch ops that sit between two regions
 
 
 def source_location(node: Node) -> str:
@@ -118,23 +122,88 @@ def _make_self_contained(gm: GraphModule, nodes: set) -> None:
             user.replace_input_with(node, _clone_sym_tree(graph, node, user, memo))
 
 
+def _neighbours(piece: set) -> set:
+    return {n for node in piece for n in list(node.all_input_nodes) + list(node.users)} - piece
+
+
+def _makes_cycle(union: set) -> bool:
+    """True when some path leaves `union` and comes back into it (fusing it would then make a cycle)."""
+    stack = [user for node in union for user in node.users if user not in union]
+    seen = set()
+    while stack:
+        node = stack.pop()
+        if node in seen:
+            continue
+        seen.add(node)
+        for user in node.users:
+            if user in union:
+                return True
+            stack.append(user)
+    return False
+
+
+def _join_short_blocks(kept: list, small: list) -> list:
+    """Each short supported piece joins a kept region it touches when the union has no cycle; kept regions that
+    then touch merge too. Returns the short pieces that could not join."""
+    changed = True
+    while changed:
+        changed = False
+        for piece in list(small):
+            around = _neighbours(piece)
+            for region in kept:
+                if around & region and not _makes_cycle(region | piece):
+                    region |= piece
+                    small.remove(piece)
+                    changed = True
+                    break
+        for i, region in enumerate(kept):
+            for other in kept[i + 1:]:
+                if _neighbours(region) & other and not _makes_cycle(region | other):
+                    region |= other
+                    kept.remove(other)
+                    changed = True
+                    break
+    return small
+
+
+def _between_regions(node: Node, kept: list) -> bool:
+    """True when `node` reads (transitively) from one region and feeds (transitively) another."""
+    def reaches(start, step):
+        seen, stack = set(), list(step(start))
+        while stack:
+            current = stack.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for i, region in enumerate(kept):
+                if current in region:
+                    yield i
+                    break
+            else:
+                stack.extend(step(current))
+    # A region both upstream and downstream of a node outside it would be a cycle: these are two regions.
+    return (next(reaches(node, lambda n: n.all_input_nodes), None) is not None
+            and next(reaches(node, lambda n: n.users), None) is not None)
+
+
 def partition(gm: GraphModule, min_block_size: int) -> Partitioning:
     """Fuses supported regions of `gm` (modified in place) into submodules and reports what stays in PyTorch."""
     for node in [n for n in gm.graph.nodes if n.op == "call_function" and n.target in support.DROPPED_OPS]:
         gm.graph.erase_node(node)
+    views.resolve(gm)
     _split_get_attrs(gm)
     proposed = CapabilityBasedPartitioner(gm, _TableSupport(), allows_single_node_partition=True).propose_partitions()
     order = {node: i for i, node in enumerate(gm.graph.nodes)}
     pieces = [piece for p in proposed for piece in _connected_pieces(set(p.nodes))]
     pieces.sort(key=lambda piece: min(order[n] for n in piece))
 
-    kept, too_small = [], {}
+    kept, small = [], []
     for piece in pieces:
         count = sum(support.is_compute_node(n) for n in piece)
-        if count >= max(min_block_size, 1):
-            kept.append(piece)
-        else:
-            too_small.update({n: count for n in piece})
+        (kept if count >= max(min_block_size, 1) else small).append(piece)
+    small = _join_short_blocks(kept, small)
+    too_small = {n: sum(support.is_compute_node(m) for m in piece) for piece in small for n in piece}
+    kept.sort(key=lambda piece: min(order[n] for n in piece))
 
     result = Partitioning(module=gm)
     for node in gm.graph.nodes:
@@ -144,6 +213,8 @@ def partition(gm: GraphModule, min_block_size: int) -> Partitioning:
         if reason is None:
             reason = f"in a block of {too_small.get(node, 0)} convertible ops, fewer than min_block_size={min_block_size}"
         result.left_out.append(LeftOut(node.name, op_name(node), reason, source_location(node)))
+        if len(kept) > 1 and _between_regions(node, kept):
+            result.splits.append(result.left_out[-1])
 
     for piece in kept:
         _make_self_contained(gm, piece)

@@ -1,0 +1,43 @@
+"""The checked-in support matrix (py/trtpack/compiler/support_matrix.py) is what tools/support_matrix.py measures on
+the installed torch, onnx, onnxscript, onnxruntime and TensorRT-RTX: when any of them, the generator or PyTorch's
+core ATen op list changes, regenerate it with `./bazelw run //tools:support_matrix`."""
+import os
+import sys
+
+import torch
+
+from trtpack.compiler import support
+from trtpack.compiler.support_matrix import MATRIX
+
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
+import support_matrix as generator  # noqa: E402
+
+REGENERATE = "stale: run ./bazelw run //tools:support_matrix and commit py/trtpack/compiler/support_matrix.py"
+
+
+def test_recorded_versions_are_the_installed_ones():
+    assert MATRIX["versions"] == generator.installed_versions(), REGENERATE
+
+
+def test_generator_and_core_op_list_are_unchanged():
+    assert MATRIX["generator_sha256"] == generator.generator_hash(), REGENERATE
+    assert MATRIX["core_ops_sha256"] == generator.op_list_hash(generator.core_ops()), REGENERATE
+
+
+def test_the_partitioner_table_is_the_matrix():
+    supported = {name for name, row in MATRIX["ops"].items() if row["supported"]}
+    table = {f"aten.{op.__name__}" for op in support.TABLE}
+    case_verified = {f"aten.{op.__name__}" for op in support.CASE_VERIFIED if op not in support.MEASURED}
+    assert table == {name for name in supported if support._overload(name) is not None} | case_verified
+    for name, row in MATRIX["ops"].items():
+        assert row["supported"] or row["failure"]["stage"], f"{name}: an unsupported row must say which stage failed"
+    # conditions only narrow measured ops; they never add one
+    assert all(op in support.MEASURED or op in support.CASE_VERIFIED for op in support.CONDITIONS if op in support.TABLE)
+
+
+def test_an_op_the_matrix_refused_stays_in_pytorch_with_the_measured_reason():
+    refused = next((name for name, row in MATRIX["ops"].items() if not row["supported"]), None)
+    assert refused is not None
+    op = support._overload(refused)
+    assert op not in support.TABLE
+    assert support.MEASURED[op]["failure"]["stage"] in support._measured_reason(op)

@@ -1,0 +1,332 @@
+"""Measures which ATen ops trtpack can hand to TensorRT, and writes py/trtpack/compiler/support_matrix.py.
+
+For each of PyTorch's OpInfo samples (torch.testing) named after a core ATen op or in torch.nn.functional, and a few extra cases for ops
+models produce that no OpInfo sample reaches, one small program is:
+  1. exported with torch.export and decomposed exactly as trtpack.compile does;
+  2. converted by the dynamo ONNX exporter (trtpack.compiler.convert.to_onnx: the bytes TensorRT would get);
+  3. run by onnxruntime and compared with PyTorch (convert.verify's tolerances);
+  4. parsed and built by TensorRT-RTX, with a static profile and, where the batch dim exports as dynamic, a dynamic one;
+  5. again in float16 when float32 passed (and the op has a float16 kernel in PyTorch).
+An op is supported when some program containing it passed 1-4 in float32; its row lists the dtypes and shapes that
+passed. An op seen only in failing programs keeps the first failure (stage and message) of its smallest program.
+
+Run: ./bazelw run //tools:support_matrix   (about 25 minutes on 2 cores; --limit N for a quick look)
+The staleness test (tests/compiler/test_support_matrix_fresh.py) compares the recorded versions and hashes.
+"""
+import argparse
+import contextlib
+import hashlib
+import io
+import logging
+import os
+import pprint
+import sys
+import time
+import warnings
+
+import torch
+from torch.utils import _pytree as pytree
+
+GENERATED = os.path.join("py", "trtpack", "compiler", "support_matrix.py")
+SKIPPED_PREFIXES = ("linalg.", "fft.", "special.", "sparse.", "_refs.", "signal.", "masked.", "nn.functional.ctc")
+VERSIONED = ("torch", "onnx", "onnxscript", "onnxruntime", "tensorrt_rtx")
+
+
+def installed_versions() -> dict:
+    from importlib import metadata
+    names = {"tensorrt_rtx": "tensorrt_rtx_cu12"}
+    return {m: metadata.version(names.get(m, m)).split("+")[0] for m in VERSIONED}
+
+
+def core_ops() -> list:
+    """Every overload PyTorch tags as core ATen, by name (aten.add.Tensor)."""
+    found = set()
+    for schema in torch._C._jit_get_all_schemas():
+        if not schema.name.startswith("aten::"):
+            continue
+        packet = getattr(torch.ops.aten, schema.name[len("aten::"):], None)
+        overload = getattr(packet, schema.overload_name or "default", None) if packet is not None else None
+        if overload is not None and torch.Tag.core in overload.tags:
+            found.add(f"aten.{overload.__name__}")
+    return sorted(found)
+
+
+def generator_hash() -> str:
+    with open(__file__, "rb") as f:
+        return hashlib.sha256(f.read()).hexdigest()[:16]
+
+
+def op_list_hash(ops) -> str:
+    return hashlib.sha256("\n".join(ops).encode()).hexdigest()[:16]
+
+
+class _Call(torch.nn.Module):
+    """op(*args, **kwargs) with every tensor leaf taken as a positional input."""
+
+    def __init__(self, op, tree):
+        super().__init__()
+        self.op, self.tree = op, tree
+
+    def forward(self, *tensors):
+        leaves, spec = self.tree
+        it = iter(tensors)
+        args, kwargs = pytree.tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
+        return self.op(*args, **kwargs)
+
+
+def _short(error: BaseException) -> str:
+    text = " ".join(str(error).split())
+    return f"{type(error).__name__}: {text[:240]}"
+
+
+def _compute_ops(program) -> list:
+    from trtpack.compiler import support
+    from trtpack.compiler.partition import op_name
+    return sorted({op_name(n) for n in program.graph.nodes if support.is_compute_node(n)})
+
+
+def _trt_build(onnx_bytes: bytes, dynamic: bool, inputs) -> None:
+    """Parses and builds for sm86 with one profile: static (the example shapes) or dynamic (dim 0 from 1 to 2x)."""
+    import tensorrt_rtx as trt
+    logger = trt.Logger(trt.Logger.ERROR)
+    builder = trt.Builder(logger)
+    network = builder.create_network(0)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        raise RuntimeError("parse: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+    config = builder.create_builder_config()
+    config.num_compute_capabilities = 1
+    config.set_compute_capability(trt.ComputeCapability.SM86, 0)
+    profile = builder.create_optimization_profile()
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        shape = tuple(inputs[i].shape)
+        if dynamic:
+            low = tuple(1 if d < 0 else s for d, s in zip(tensor.shape, shape))
+            high = tuple(2 * s if d < 0 else s for d, s in zip(tensor.shape, shape))
+            profile.set_shape(tensor.name, low, shape, high)
+        else:
+            profile.set_shape(tensor.name, shape, shape, shape)
+    config.add_optimization_profile(profile)
+    if builder.build_serialized_network(network, config) is None:
+        raise RuntimeError("build: TensorRT-RTX returned no plan")
+
+
+def measure(module, inputs, dynamic: bool) -> dict:
+    """One program through export → ONNX → onnxruntime → TensorRT-RTX; {stage: "ok" | error text}."""
+    from trtpack.compiler import convert
+    from trtpack.compiler.export import export_program
+    result = {}
+    spec = None
+    if dynamic:
+        # forward(*tensors): one spec, a tuple over the tensors
+        spec = (tuple({0: torch.export.Dim.AUTO} if t.dim() and t.shape[0] > 1 else None for t in inputs),)
+    try:
+        program = export_program(module, inputs, {}, spec)
+    except Exception as e:  # anything torch raises means: no program to measure
+        return {"export": _short(e)}
+    result["export"] = "ok"
+    result["ops"] = _compute_ops(program)
+    result["dynamic"] = bool(program.range_constraints)
+    if any(_is_random(op) for op in result["ops"]):
+        result["onnx"] = "random sampling: an engine cannot reproduce PyTorch's random stream"
+        return result
+    for stage, run in (("onnx", lambda: convert.to_onnx(program)),
+                       ("onnxruntime", lambda: convert.verify(result["onnx_bytes"], program.module(), inputs, "op")),
+                       ("static", lambda: _trt_build(result["onnx_bytes"], False, inputs)),
+                       ("dynamic", lambda: _trt_build(result["onnx_bytes"], True, inputs))):
+        if stage == "dynamic" and not result["dynamic"]:
+            break
+        try:
+            value = run()
+        except Exception as e:
+            result[stage] = _short(e)
+            if stage != "onnxruntime":  # a numeric mismatch still lets TensorRT's verdict be measured
+                break
+            continue
+        result[stage] = "ok"
+        if stage == "onnx":
+            result["onnx_bytes"] = value
+    result.pop("onnx_bytes", None)
+    return result
+
+
+def _sample_case(opinfo, dtype):
+    """(module, inputs) for the first usable sample of `opinfo` in `dtype`, or None."""
+    try:
+        samples = opinfo.sample_inputs("cpu", dtype, requires_grad=False)
+        for sample in samples:
+            tree = pytree.tree_flatten(((sample.input, *sample.args), dict(sample.kwargs)))
+            tensors = [x for x in tree[0] if isinstance(x, torch.Tensor)]
+            if not tensors or any(t.numel() == 0 or t.is_complex() or t.layout != torch.strided for t in tensors):
+                continue
+            return _Call(opinfo.op, tree), tuple(t.clone() for t in tensors)
+    except Exception:  # a sample generator that needs something we lack (e.g. scipy) gives no case
+        return None
+    return None
+
+
+def extra_cases():
+    """Ops models produce that no OpInfo sample reaches after decomposition."""
+    import torch.nn.functional as F
+    bn = torch.nn.BatchNorm2d(3).eval()
+    pool = torch.nn.AdaptiveAvgPool2d((2, 2))
+    x4 = lambda: torch.randn(2, 3, 8, 8)
+    return [
+        ("batch_norm_eval", lambda x: bn(x), lambda: (x4(),)),
+        ("adaptive_avg_pool2d", lambda x: pool(x), lambda: (x4(),)),
+        ("max_pool2d", lambda x: F.max_pool2d(x, 2), lambda: (x4(),)),
+        ("alias", lambda x: torch.ops.aten.alias(x) * 2, lambda: (x4(),)),
+        ("as_strided_view", lambda x: torch.as_strided(x, (2, 3, 64), (192, 64, 1)) + 1, lambda: (x4(),)),
+        ("copy_into_fresh", lambda x: torch.ops.aten.copy(torch.empty_like(x), x) + 1, lambda: (x4(),)),
+        ("slice_scatter", lambda x, y: torch.slice_scatter(x, y, 1, 0, 1), lambda: (x4(), torch.randn(2, 1, 8, 8))),
+        ("causal_mask", lambda x: x.masked_fill(torch.ones(x.shape[-1], x.shape[-1], dtype=torch.bool).triu(1),
+                                                float("-inf")).softmax(-1), lambda: (torch.randn(2, 8, 8),)),
+        ("upsample_bilinear", lambda x: F.interpolate(x, scale_factor=2, mode="bilinear"), lambda: (x4(),)),
+        ("upsample_nearest", lambda x: F.interpolate(x, scale_factor=2, mode="nearest"), lambda: (x4(),)),
+        ("sdpa_causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
+         lambda: tuple(torch.randn(2, 2, 8, 4) for _ in range(3))),
+        ("embedding", lambda i, w: F.embedding(i, w), lambda: (torch.randint(0, 10, (2, 5)), torch.randn(10, 4))),
+    ]
+
+
+class _Lambda(torch.nn.Module):
+    def __init__(self, fn):
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, *xs):
+        return self.fn(*xs)
+
+
+def cases(limit=None):
+    """(name, dtype name, make) in a fixed order; make() -> (module, inputs) or None."""
+    from torch.testing._internal.common_methods_invocations import op_db
+    out = [(f"extra:{name}", "float32", (lambda fn=fn, make=make: (_Lambda(fn), make())))
+           for name, fn, make in extra_cases()]
+    core = {op.split(".")[1] for op in core_ops()}
+    for opinfo in op_db:
+        name = opinfo.name + (f".{opinfo.variant_test_name}" if opinfo.variant_test_name else "")
+        if name.startswith(SKIPPED_PREFIXES):
+            continue
+        if not (opinfo.name.startswith("nn.functional.") or opinfo.name.split(".")[-1] in core):
+            continue  # neither a core ATen op's name nor a torch.nn.functional op: rarely in models
+        supported = opinfo.supported_dtypes("cpu")
+        for dtype in (torch.float32, torch.bool, torch.int64):
+            if dtype in supported:
+                out.append((name, str(dtype).replace("torch.", ""), (lambda o=opinfo, d=dtype: _sample_case(o, d))))
+                break
+    return out[:limit] if limit else out
+
+
+def _half(module_and_inputs):
+    module, inputs = module_and_inputs
+    return module, tuple(t.half() if t.is_floating_point() else t for t in inputs)
+
+
+def _is_random(op_name: str) -> bool:
+    namespace, name, overload = op_name.split(".")
+    op = getattr(getattr(getattr(torch.ops, namespace, None), name, None), overload, None)
+    return op is not None and torch.Tag.nondeterministic_seeded in op.tags
+
+
+def run(limit=None, log=print, checkpoint=None) -> dict:
+    rows, passed_everywhere = {}, set()
+    started = time.perf_counter()
+    all_cases = cases(limit)
+    for index, (name, dtype, make) in enumerate(all_cases):
+        torch.manual_seed(0)
+        made = make()
+        if made is None:
+            continue
+        module, inputs = made
+        result = measure(module, inputs, dynamic=True)
+        ops = result.get("ops")
+        if not ops or set(ops) <= passed_everywhere:
+            continue  # nothing new to learn from this program
+        half = None
+        if dtype == "float32" and result.get("static") == "ok" and any(t.is_floating_point() for t in inputs):
+            try:
+                with torch.no_grad():
+                    _half(made)[0](*_half(made)[1])  # PyTorch has a float16 CPU kernel
+                half = measure(*_half(made), dynamic=False)
+            except Exception as e:
+                half = {"export": _short(e)}
+        _record(rows, name, dtype, result, half, passed_everywhere)
+        if checkpoint:
+            checkpoint(rows, f"{index + 1} of {len(all_cases)}")
+        log(f"[{index + 1}/{len(all_cases)} {time.perf_counter() - started:.0f}s] {name} ({dtype}): "
+            f"{', '.join(ops)} -> {'ok' if result.get('static') == 'ok' else _first_failure(result)[0]}")
+    return rows
+
+
+def _first_failure(result) -> tuple:
+    for stage in ("export", "onnx", "onnxruntime", "static", "dynamic"):
+        if result.get(stage, "ok") != "ok":
+            return stage, result[stage]
+    return None, None
+
+
+def _record(rows, case, dtype, result, half, passed_everywhere) -> None:
+    ok = all(result.get(s) == "ok" for s in ("onnx", "onnxruntime", "static"))
+    for op in result["ops"]:
+        row = rows.setdefault(op, {"supported": False, "dtypes": [], "shapes": [], "cases": [], "failure": None})
+        row["cases"] = sorted(set(row["cases"]) | {case})[:6]
+        if ok:
+            row["supported"] = True
+            row["failure"] = None
+            row["dtypes"] = sorted(set(row["dtypes"]) | {dtype})
+            shapes = {"static"} | ({"dynamic"} if result.get("dynamic") and result.get("dynamic") == "ok" else set())
+            row["shapes"] = sorted(set(row["shapes"]) | shapes)
+            if half and all(half.get(s) == "ok" for s in ("onnx", "static")):
+                row["dtypes"] = sorted(set(row["dtypes"]) | {"float16"})
+        elif not row["supported"]:
+            stage, message = _first_failure(result)
+            size = len(result["ops"])
+            if row["failure"] is None or size < row["failure"]["ops_in_program"]:
+                row["failure"] = {"stage": stage, "message": message, "case": case, "ops_in_program": size}
+        row["programs"] = row.get("programs", 0) + 1
+        if row["supported"] or row["programs"] >= 3:  # measured enough: later programs add little
+            passed_everywhere.add(op)
+
+
+def write(rows: dict, path: str, progress: str = "complete") -> None:
+    core = core_ops()
+    matrix = {
+        "programs": progress,  # "complete", or how far an interrupted run got
+        "versions": installed_versions(),
+        "generator_sha256": generator_hash(),
+        "core_ops_sha256": op_list_hash(core),
+        "ops": {op: {**row, "core": op in core} for op, row in sorted(rows.items())},
+        "core_not_measured": [op for op in core if op not in rows],
+    }
+    text = ('"""GENERATED by tools/support_matrix.py (./bazelw run //tools:support_matrix); do not edit.\n\n'
+            "Per ATen op: supported (ONNX export, onnxruntime numerics and a TensorRT-RTX build all passed for some\n"
+            "program containing it), the dtypes and shapes that passed, the programs (OpInfo samples) that measured it,\n"
+            'and for an unsupported op the first failure of its smallest program."""\n\n'
+            f"MATRIX = {pprint.pformat(matrix, width=118, sort_dicts=False)}\n")
+    with open(path + ".tmp", "w") as f:
+        f.write(text)
+    os.replace(path + ".tmp", path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--limit", type=int, default=None, help="measure only the first N programs (a quick look)")
+    parser.add_argument("--out", default=None, help=f"where to write (default: the workspace's {GENERATED})")
+    args = parser.parse_args(argv)
+    root = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+    out = args.out or os.path.join(root, GENERATED)
+    logging.getLogger("torch").setLevel(logging.ERROR)
+    warnings.filterwarnings("ignore")
+    with contextlib.redirect_stderr(io.StringIO()) if not os.environ.get("VERBOSE") else contextlib.nullcontext():
+        rows = run(args.limit, log=lambda line: print(line, flush=True),
+                   checkpoint=lambda rows, progress: write(rows, out, progress))
+    write(rows, out)
+    supported = sum(r["supported"] for r in rows.values())
+    print(f"support_matrix: {len(rows)} ops measured, {supported} supported; wrote {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
