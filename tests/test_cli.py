@@ -146,3 +146,26 @@ def test_each_error_class_maps_to_its_documented_exit_code():
         {type(e).__name__: code for e, code in documented.items()}
     assert (cli.EXIT_OK, cli.EXIT_ERROR, cli.EXIT_BAD_INPUT, cli.EXIT_UNSUPPORTED, cli.EXIT_MISMATCH,
             cli.EXIT_INCOMPATIBLE) == (0, 1, 2, 3, 4, 5)  # the numbers README.md and the CLI's --help promise
+
+
+def test_cache_info_clear_and_export_nocache(exported, tmp_path):
+    def entries():
+        code, stdout, stderr = run_cli("cache", "info", "--json")
+        assert code == cli.EXIT_OK, stderr
+        info = json.loads(stdout)
+        assert info["path"].startswith(os.environ["TRTPACK_CACHE_DIR"]), info  # the test's own cache
+        return info["entries"]
+
+    assert entries() >= 1  # the module's export filled it
+    code, stdout, _ = run_cli("cache", "clear")
+    assert code == cli.EXIT_OK and stdout.startswith("removed ")
+    assert entries() == 0
+    model = tmp_path / "tiny.py"
+    model.write_text(textwrap.dedent(MODEL))
+    for flag, expected in (("--nocache", 0), ("--cache", 1)):
+        code, stdout, stderr = run_cli("export", str(model), "--out", str(tmp_path / flag), "--targets", "sm86",
+                                       "--formats", "engine", "--noverify", flag)
+        assert code == cli.EXIT_OK, stdout + stderr
+        assert entries() == expected, flag
+    code, _, stderr = run_cli("cache", "prune")
+    assert code == cli.EXIT_BAD_INPUT and "cache takes info or clear" in stderr

@@ -18,7 +18,7 @@ SUFFIX = {"ep": ".ep", "pt2": ".pt2", "engine": ".engine"}
 
 
 def export(model_path: str, *, out=None, formats=("ep", "pt2", "engine"), fallback=True, targets=None,
-           min_block_size=None, verify=True) -> str:
+           min_block_size=None, verify=True, cache=True) -> str:
     """Compiles, writes each format, checks each artifact in a fresh process. Returns "ok" when every check that
     could run here matched eager, "failed" when an artifact did not load, else "mismatch"."""
     unknown = [f for f in formats if f not in SUFFIX]
@@ -27,7 +27,7 @@ def export(model_path: str, *, out=None, formats=("ep", "pt2", "engine"), fallba
     spec = load_model_file(model_path)
     out = out or os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", ""), "out", spec.name)
     os.makedirs(out, exist_ok=True)
-    options = {"fallback": fallback, "verify": verify, **spec.compile_options}
+    options = {"fallback": fallback, "verify": verify, "cache": cache, **spec.compile_options}
     if targets:
         options["targets"] = targets
     if min_block_size is not None:

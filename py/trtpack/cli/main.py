@@ -1,10 +1,11 @@
-"""trtpack command line: export | inspect | run | extract.
+"""trtpack command line: export | inspect | run | extract | cache.
 
   trtpack export MODEL.py [--out DIR] [--formats ep,pt2,engine] [--[no]fallback] [--targets sm86,sm89]
-                          [--min_block_size N] [--[no]verify]
+                          [--min_block_size N] [--[no]verify] [--nocache]
   trtpack inspect FILE [--json]
   trtpack run FILE [--inputs F.safetensors] [--iterations N] [--trust_native_code]
   trtpack extract FILE --engine NAME -o OUT.engine
+  trtpack cache info|clear              the engine cache ($TRTPACK_CACHE_DIR/engines, default ~/.cache/trtpack)
 
 Every command takes every format (.ep, .pt2, .engine), read from the file's bytes, not its name.
 Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreadable or untrusted artifact);
@@ -19,7 +20,7 @@ import warnings
 from absl import app, flags
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_UNSUPPORTED, EXIT_MISMATCH, EXIT_INCOMPATIBLE = range(6)
-COMMANDS = ("export", "inspect", "run", "extract")
+COMMANDS = ("export", "inspect", "run", "extract", "cache")
 
 flags.DEFINE_string("out", None, "export: output folder (default out/<model>); extract: the .engine to write",
                     short_name="o")
@@ -28,6 +29,7 @@ flags.DEFINE_boolean("fallback", True, "export: keep a PyTorch reference branch 
 flags.DEFINE_list("targets", None, "export: compute capabilities to build for, e.g. sm86,sm89 (default: backend's)")
 flags.DEFINE_integer("min_block_size", None, "export: smallest number of ops worth an engine")
 flags.DEFINE_boolean("verify", True, "export: check each region's ONNX with onnxruntime against PyTorch")
+flags.DEFINE_boolean("cache", True, "export: reuse and keep built plans in the engine cache (--nocache: neither)")
 flags.DEFINE_boolean("json", False, "inspect: print JSON")
 flags.DEFINE_string("inputs", None, "run: safetensors file with inputs in.0, in.1, ... (default: random)")
 flags.DEFINE_integer("iterations", 20, "run: timed iterations")
@@ -66,6 +68,8 @@ def main_with_args(argv) -> int:
     if len(argv) < 2 or argv[1] not in COMMANDS:
         return _usage(f"expected a command ({', '.join(COMMANDS)})" + (f", got {argv[1]!r}" if len(argv) > 1 else ""))
     command, rest = argv[1], [_resolve(a) for a in argv[2:]]
+    if command == "cache":
+        return _cache(argv[2:])
     if len(rest) != 1:
         return _usage(f"{command} takes exactly one file, got {len(rest)}: {rest}")
     import trtpack
@@ -76,7 +80,7 @@ def main_with_args(argv) -> int:
             from trtpack.cli import export
             result = export.export(rest[0], out=_resolve(FLAGS.out) if FLAGS.out else None,
                                     formats=FLAGS.formats, fallback=FLAGS.fallback, targets=FLAGS.targets,
-                                    min_block_size=FLAGS.min_block_size, verify=FLAGS.verify)
+                                    min_block_size=FLAGS.min_block_size, verify=FLAGS.verify, cache=FLAGS.cache)
             return {"ok": EXIT_OK, "mismatch": EXIT_MISMATCH, "failed": EXIT_ERROR}[result]
         if command == "inspect":
             info = trtpack.inspect(rest[0])
@@ -93,6 +97,21 @@ def main_with_args(argv) -> int:
     except trtpack.TrtpackError as e:
         print(str(e), file=sys.stderr)
         return _exit_code(e)
+
+
+def _cache(args) -> int:
+    if args not in (["info"], ["clear"]):
+        return _usage(f"cache takes info or clear, got {args}")
+    from trtpack.compiler import cache
+
+    if args == ["clear"]:
+        print(f"removed {cache.clear()} entries from {cache.info()['path']}")
+        return EXIT_OK
+    info = cache.info()
+    print(json.dumps(info, indent=2) if FLAGS.json else
+          f"{info['path']}: {info['entries']} entries, {info['bytes']:,} bytes (cap {info['max_bytes']:,} bytes; "
+          "TRTPACK_CACHE_DIR moves it, TRTPACK_CACHE_MAX_MB caps it)")
+    return EXIT_OK
 
 
 def _quiet_libraries() -> None:
