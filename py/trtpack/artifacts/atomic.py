@@ -14,6 +14,7 @@ found in `.NAME.commit`, and the next save finishes a commit a killed save left,
 import contextlib
 import errno
 import fcntl
+import io
 import os
 import shutil
 import tempfile
@@ -102,14 +103,28 @@ def no_space_is_clear(path: str, folder: str):
         raise
 
 
-class CheckedWriter:
+class CheckedWriter(io.RawIOBase):
     """A binary file for torch's archive writer that never raises: torch's C++ writer retries the failed write from
     its destructor, and a second exception there aborts the process (std::terminate). The first OSError is kept in
-    .error and later writes are dropped; the caller raises after torch returns."""
+    .error and later writes are dropped; close() raises it, once, after torch returns. A writable, seekable IOBase,
+    so torch takes it as the buffer it expects (and does not warn about the file name)."""
 
     def __init__(self, path: str):
+        super().__init__()
         self.file = open(path, "wb")
         self.error = None
+
+    def writable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def seek(self, offset: int, whence: int = os.SEEK_SET) -> int:
+        return self.file.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self.file.tell()
 
     def write(self, data) -> int:
         if self.error is None:
@@ -120,13 +135,16 @@ class CheckedWriter:
         return len(data)
 
     def flush(self) -> None:
-        if self.error is None:
+        if self.error is None and not self.file.closed:
             try:
                 self.file.flush()
             except OSError as e:
                 self.error = e
 
     def close(self) -> None:
+        if self.closed:
+            return
+        super().close()
         try:
             self.file.close()
         except OSError as e:
