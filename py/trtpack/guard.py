@@ -3,8 +3,13 @@
 Used by compile() for the module it returns and by load() for the modules it gives back, so both fail alike.
 """
 import functools
+import re
 
 from trtpack.errors import IncompatibleEngineError
+
+# How torch refuses an input outside an exported program's ranges: torch 2.13 runs guard code (AssertionError
+# "Guard failed: ..."); torch 2.11 checks input constraints (RuntimeError "Expected input at ... to be <= 16, ...").
+_SHAPE_GUARD = re.compile(r"Guard failed|Expected input at .* to be (>=|<=|equal to) ")
 
 
 def call(fn, args, kwargs, compiled_ranges: str):
@@ -12,17 +17,18 @@ def call(fn, args, kwargs, compiled_ranges: str):
     guards outside the compiled ranges raised as IncompatibleEngineError."""
     try:
         return fn(*args, **kwargs)
-    except AssertionError as error:
-        if not str(error).startswith("Guard failed"):
+    except (AssertionError, RuntimeError) as error:
+        if isinstance(error, IncompatibleEngineError):
             raise
-        raise IncompatibleEngineError(
-            f"trtpack: the inputs are outside the shapes this program was compiled for ({error}). Compiled "
-            f"ranges: {compiled_ranges}. Compile again with dynamic_shapes (torch.export.Dim min/max) that cover "
-            "these sizes.") from error
-    except RuntimeError as error:
-        if "trtpack:" not in str(error) or isinstance(error, IncompatibleEngineError):
-            raise
-        raise IncompatibleEngineError(first_line(str(error)[str(error).index("trtpack:"):])) from error
+        text = str(error)
+        if _SHAPE_GUARD.match(text):
+            raise IncompatibleEngineError(
+                f"trtpack: the inputs are outside the shapes this program was compiled for ({first_line(text)}). "
+                f"Compiled ranges: {compiled_ranges}. Compile again with dynamic_shapes (torch.export.Dim min/max) "
+                "that cover these sizes.") from error
+        if isinstance(error, RuntimeError) and "trtpack:" in text:
+            raise IncompatibleEngineError(first_line(text[text.index("trtpack:"):])) from error
+        raise
 
 
 def first_line(error) -> str:

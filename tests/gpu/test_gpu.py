@@ -210,7 +210,7 @@ def test_the_stand_in_refuses_a_host_address_for_a_cuda_engine(fixtures, trt):
 
     engine = load(fixtures, "mlp.engine")
     runtime = trt.Runtime(trt.Logger())
-    cuda_engine = runtime.deserialize_cuda_engine(engine.plan.numpy())
+    cuda_engine = runtime.deserialize_cuda_engine(engine.engines[0].plan.numpy())
     context = cuda_engine.create_execution_context()
     names = [cuda_engine.get_tensor_name(i) for i in range(cuda_engine.num_io_tensors)]
     x, y = torch.randn(2, 64, device="cuda"), torch.empty(2, 64)  # the output in host memory
