@@ -191,3 +191,23 @@ def test_both_torch_versions_shape_refusals_become_incompatible_engine_errors(ra
         guard.call(program, (torch.randn(17, 4),), {}, "s0 in [1, 16]")
     with pytest.raises(RuntimeError, match="unrelated"):  # anything else passes through unchanged
         guard.call(lambda: (_ for _ in ()).throw(RuntimeError("unrelated")), (), {}, "")
+
+
+class Tied(torch.nn.Module):
+    """Two names for one weight (tied embeddings, a class token used twice): torch stores the storage once."""
+
+    def __init__(self):
+        super().__init__()
+        self.first = torch.nn.Linear(4, 4)
+        self.second = torch.nn.Linear(4, 4)
+        self.second.weight = self.first.weight
+
+    def forward(self, x):
+        return self.second(torch.relu(self.first(x)))
+
+
+def test_tied_weights_load_back(tmp_path):
+    model, x = Tied().eval(), torch.randn(2, 4)
+    path = str(tmp_path / "tied.ep")
+    trtpack.save(torch.export.export(model, (x,)), path)
+    torch.testing.assert_close(load_quiet(path)(x), model(x))

@@ -123,6 +123,7 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
     if not isinstance(items, dict):
         raise refuse(path, f"{folder} config has no 'config' object")
     stored = {name for name in entries if name.startswith(folder + stem + "_")}
+    named = set()  # torch stores a storage once, so tensors that share one (tied weights) name the same entry
     for key, payload in items.items():
         if not isinstance(payload, dict) or payload.get("use_pickle") is not False:
             raise refuse(path, f"{folder} payload {key!r} is stored as a pickle (use_pickle), which would run code")
@@ -130,7 +131,7 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
         if not _PAYLOAD.fullmatch(name) or name not in stored:
             raise refuse(path, f"{folder} payload {key!r} is a {payload.get('path_name')!r} object; only plain "
                                "tensors stored in the archive load")
-        stored.discard(name)
+        named.add(name)
         meta = payload.get("tensor_meta")
         try:
             dtype = _SERIALIZE_TO_TORCH_DTYPE[meta["dtype"]]
@@ -141,8 +142,8 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
             raise refuse(path, f"{folder} payload {key!r} has no static tensor_meta (dtype, sizes, strides)") from None
         _check_extent(path, key, dtype.itemsize if isinstance(dtype, torch.dtype) else 0, sizes, strides, offset,
                       entries[name].size)
-    if stored:
-        raise refuse(path, f"{sorted(stored)[0]!r} is in the archive but no payload config names it")
+    if stored - named:
+        raise refuse(path, f"{sorted(stored - named)[0]!r} is in the archive but no payload config names it")
 
 
 def _check_extent(path: str, key: str, itemsize: int, sizes: list, strides: list, offset: int, stored: int) -> None:
