@@ -80,6 +80,7 @@ def test_an_engine_that_becomes_usable_takes_the_engine_branch_and_is_asked_once
     meta = next(n for n in saved.graph.nodes if n.target is torch.ops.trtpack.engine_usable.default).args[2]
     output_name = record.decode_meta(meta)["outputs"][0]["name"]
     fake = FakeTensorRT(output_shapes=lambda shapes: {output_name: shapes["x"]})
+    fake.io = {"x": ("INPUT", "FLOAT"), output_name: ("OUTPUT", "FLOAT")}  # the plan's I/O, as the record says
     # The fake engine copies into a tensor named "y"; this region's output is named after its last op.
     bind = FakeContext.set_tensor_address
     monkeypatch.setattr(FakeContext, "set_tensor_address",

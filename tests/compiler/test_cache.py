@@ -193,6 +193,6 @@ def test_two_processes_compiling_the_same_model_at_once_both_succeed(own_cache):
         assert "hits" in out
     (entry,) = own_cache.iterdir()
     assert cache.get(entry.name.removesuffix(cache.ENTRY_SUFFIX)) is not None
-    again = subprocess.run([sys.executable, "-c", _CHILD], env=env, capture_output=True, text=True, timeout=600)
+    again = subprocess.run([sys.executable, "-c", _CHILD], env=python_env.env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "hits 1" in again.stdout  # a whole entry, read back by a third process
     assert "damaged" not in again.stderr
