@@ -23,15 +23,8 @@ TARGET = os.path.join(WORK, "program.ep")
 TARGET_PT2 = os.path.join(WORK, "program.pt2")
 
 
-def _base() -> bytes:
-    quiet()
-    path = os.path.join(WORK, "base.ep")
-    trtpack.save(programs.exported(), path)
-    with open(path, "rb") as f:
-        return f.read()
-
-
-BASE = _base()
+quiet()
+BASE = programs.saved_ep_bytes(WORK)
 
 
 def test_one_input(data: bytes) -> None:

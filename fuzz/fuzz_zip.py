@@ -27,17 +27,8 @@ WORK = tempfile.mkdtemp(prefix="trtpack_fuzz_zip_")
 TARGET = os.path.join(WORK, "archive.ep")
 
 
-def _base() -> bytes:
-    quiet()
-    import trtpack
-
-    path = os.path.join(WORK, "base.ep")
-    trtpack.save(programs.exported(), path)
-    with open(path, "rb") as f:
-        return f.read()
-
-
-BASE = _base()
+quiet()
+BASE = programs.saved_ep_bytes(WORK)
 
 
 def _same_everywhere(data: bytes, entries: list) -> None:

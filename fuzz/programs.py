@@ -4,6 +4,8 @@ A program is a torch.cond(engine_usable(...), engine branch, PyTorch reference) 
 is a TensorRT-RTX header plus filler (never runnable), so on a CPU machine the reference branch runs:
 out = relu(x) * 2 + bias for x of shape [batch, 4].
 """
+import os
+
 import numpy as np
 import torch
 
@@ -56,3 +58,13 @@ def exported(body_size: int = 64) -> torch.export.ExportedProgram:
 
 def example_input(batch: int = 3, seed: int = 0) -> torch.Tensor:
     return torch.from_numpy(np.random.default_rng(seed).standard_normal((batch, FEATURES)).astype(np.float32))
+
+
+def saved_ep_bytes(folder: str) -> bytes:
+    """The bytes of `exported()` as trtpack.save writes it: the base archive the archive fuzzers mutate."""
+    import trtpack
+
+    path = os.path.join(folder, "base.ep")
+    trtpack.save(exported(), path)
+    with open(path, "rb") as f:
+        return f.read()
