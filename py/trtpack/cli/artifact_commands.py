@@ -35,7 +35,9 @@ def format_inspect(info: dict) -> str:
 
 def run(path: str, *, inputs=None, iterations: int = 20, trust_native_code: bool = False) -> None:
     device = "cuda" if torch.cuda.is_available() else None  # engines run on CUDA tensors
-    program = trtpack.load(path, device=device, trust_native_code=trust_native_code)
+    with warnings.catch_warnings():  # the one line printed below says which path ran and why
+        warnings.simplefilter("ignore")
+        program = trtpack.load(path, device=device, trust_native_code=trust_native_code)
     if inputs:
         args, kwargs, _ = roundtrip.read_case(inputs)
     else:
@@ -43,8 +45,8 @@ def run(path: str, *, inputs=None, iterations: int = 20, trust_native_code: bool
     if device is not None:
         args, kwargs = [a.to(device) for a in args], {k: v.to(device) for k, v in kwargs.items()}
     here = machine.describe(device)
-    ran = "tensorrt" if all(record.compatibility(e.record, here)["usable"] for e in program.engines) \
-        else "pytorch fallback"
+    refusals = [v["reason"] for v in (record.compatibility(e.record, here) for e in program.engines) if not v["usable"]]
+    ran = f"pytorch fallback ({refusals[0]})" if refusals else "tensorrt"
     with torch.no_grad():
         program(*args, **kwargs)  # warm-up (deserializes engines)
         times = []
