@@ -13,7 +13,7 @@ flags.DEFINE_string("tag", None, "wheel tag, e.g. cp311-cp311-linux_x86_64", req
 flags.DEFINE_string("package_root", "py", "source folder that holds trtpack/")
 FLAGS = flags.FLAGS
 
-REQUIRES = ["torch>=2.11", "numpy", "onnx", "onnxscript", "onnxruntime", "absl-py", "tqdm"]
+REQUIRES = ["torch>=2.11", "numpy", "onnx", "onnxscript", "onnxruntime", "absl-py"]
 EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
