@@ -7,10 +7,10 @@ import os
 
 import torch
 
-from trtpack import names, record
+from trtpack import names
 from trtpack.artifacts import atomic, ep_check, manifest, pytree_types
 from trtpack.artifacts.files import open_regular
-from trtpack.artifacts.program import LoadedProgram, describe_program, engines, warn_unusable, warn_version_skew
+from trtpack.artifacts.program import LoadedProgram, describe_program, validate, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
 from trtpack.runtime import branches
 
@@ -68,7 +68,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
             # the checked file itself, whatever happens to the path; model-defined pytree types stood in for
             with pytree_types.standins(specs), os.fdopen(os.dup(fd), "rb") as f:
                 program = torch.export.load(f)
-            found = check_engines(program, path, verify)
+            found = validate(program, verify_hash=verify, path=path)
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
@@ -84,21 +84,3 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
         module.to(device)
     return LoadedProgram("exported_program", InferenceModule(module), found, names.program_ranges(program),
                          describe_program(program)["inputs"], exported=program)
-
-
-def check_engines(program: torch.export.ExportedProgram, path: str, verify: bool) -> list:
-    """Every engine's record against its plan (and, with `verify`, the plan's SHA-256); errors name the engine."""
-    found = engines(program)
-    for engine in found:
-        if not engine.plan.is_contiguous() or engine.plan.dim() != 1:
-            raise FormatError(f"trtpack: {path!r}: engine {engine.name!r} has a plan tensor that is not a contiguous "
-                              "1-D byte buffer; re-save the program with trtpack.save.")
-        try:
-            record.check_plan(engine.meta, engine.plan, verify_hash=verify)
-        except FormatError as e:
-            error = FormatError(f"trtpack: {path!r}: engine {engine.name!r}: {e}" +
-                                ("; the plan bytes changed after it was saved: re-save or re-copy the file."
-                                 if getattr(e, "field", None) == "plan_sha256" else ""))
-            error.field = getattr(e, "field", None)
-            raise error from None
-    return found

@@ -89,11 +89,23 @@ def _get_attr(module, target: str):
     return module
 
 
-def validate(program, verify_hash: bool = False) -> list:
-    """Checks every engine record against its plan; returns the engines."""
+def validate(program, verify_hash: bool = False, path: Optional[str] = None) -> list:
+    """Checks every engine record against its plan (and, with `verify_hash`, the plan's SHA-256); returns the engines.
+    Errors name the engine, and the file `path` it was read from."""
+    where = f"trtpack: {path!r}: " if path else "trtpack: "
     found = engines(program)
     for engine in found:
-        record.check_plan(engine.meta, engine.plan, verify_hash=verify_hash)
+        if not engine.plan.is_contiguous() or engine.plan.dim() != 1:
+            raise FormatError(f"{where}engine {engine.name!r} has a plan tensor that is not a contiguous 1-D byte "
+                              "buffer; re-save the program with trtpack.save.")
+        try:
+            record.check_plan(engine.meta, engine.plan, verify_hash=verify_hash)
+        except FormatError as e:
+            error = FormatError(f"{where}engine {engine.name!r}: {e}" +
+                                ("; the plan bytes changed after it was saved: re-save or re-copy the file."
+                                 if getattr(e, "field", None) == "plan_sha256" else ""))
+            error.field = getattr(e, "field", None)
+            raise error from None
     return found
 
 
