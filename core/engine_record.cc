@@ -190,6 +190,15 @@ json to_json_value(const std::vector<Dim>& shape) {
 }
 
 #define TRTPACK_WRITE(key, kind, required, since, doc) out[#key] = to_json_value(in.key);
+// An optional key a record does not have (an empty string) is left out, as older minors wrote it.
+#define TRTPACK_WRITE_META(key, kind, required, since, doc) \
+  if (required || !is_absent(in.key)) out[#key] = to_json_value(in.key);
+
+template <class T>
+bool is_absent(const T& value) {
+  if constexpr (std::is_same_v<T, std::string>) return value.empty();
+  else return false;
+}
 
 json to_json_value(const TensorSpec& in) {
   json out = json::object();
@@ -316,8 +325,13 @@ EngineMeta meta_from_json(json j) {
   EngineMeta out;
   read_value(j, "", out);
   for (const auto& item : j.items()) {
-    if (std::any_of(std::begin(kMetaFields), std::end(kMetaFields), [&](const FieldInfo& f) { return item.key() == f.key; }))
-      continue;
+    auto known = std::find_if(std::begin(kMetaFields), std::end(kMetaFields),
+                              [&](const FieldInfo& f) { return item.key() == f.key; });
+    if (known != std::end(kMetaFields) && known->since > version[1])
+      throw RecordError(item.key(), "is a format " + std::to_string(kFormatMajor) + "." + std::to_string(known->since) +
+                                        " key in a format " + std::to_string(version[0]) + "." +
+                                        std::to_string(version[1]) + " record; re-export the engine");
+    if (known != std::end(kMetaFields)) continue;
     if (version[1] <= kFormatMinor)
       throw RecordError(item.key(), "unknown key in a format " + std::to_string(version[0]) + "." +
                                         std::to_string(version[1]) + " record; remove it or check its spelling");
@@ -330,7 +344,7 @@ EngineMeta meta_from_json(json j) {
 json meta_to_json(const EngineMeta& in) {
   validate(in);
   json out = in.extra;
-  TRTPACK_META_FIELDS(TRTPACK_WRITE)
+  TRTPACK_META_FIELDS(TRTPACK_WRITE_META)
   return out;
 }
 

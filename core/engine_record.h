@@ -17,7 +17,7 @@ namespace trtpack::core {
 
 inline constexpr const char* kFormatId = "trtpack.engine";
 inline constexpr int kFormatMajor = 1;
-inline constexpr int kFormatMinor = 0;
+inline constexpr int kFormatMinor = 1;
 inline constexpr uint64_t kMaxPlanSize = uint64_t{16} << 30;   // 16 GiB
 inline constexpr size_t kMaxMetaSize = size_t{16} << 20;        // 16 MiB of JSON text
 inline constexpr size_t kMaxTensors = 4096;                     // per inputs / outputs list
@@ -53,6 +53,7 @@ struct EngineMeta {
   std::string torch_version;
   uint64_t plan_size = 0;
   std::string plan_sha256;       // 64 lowercase hex digits
+  std::string plan_xxh3;         // 32 lowercase hex digits; empty in records older than 1.1
   std::vector<TensorSpec> inputs;
   std::vector<TensorSpec> outputs;
   std::map<std::string, SymbolRange> symbols;

@@ -97,6 +97,27 @@ PYBIND11_MODULE(_trtpack_core, m) {
       py::arg("meta"), py::arg("plan"), py::arg("verify_hash") = false,
       "Checks plan bytes against the record: size; TensorRT-RTX header; SHA-256 if verify_hash.");
   m.def(
+      "xxh3",
+      [](py::buffer data) {
+        py::buffer_info info = data.request();
+        std::span<const uint8_t> bytes = bytes_of(info);
+        py::gil_scoped_release unlocked;
+        return xxh3_hex(bytes);
+      },
+      py::arg("data"), "XXH3-128 of contiguous bytes, 32 lowercase hex digits (the record's plan_xxh3).");
+  py::class_<Xxh3Stream>(m, "Xxh3Stream", "XXH3-128 over bytes given in pieces.")
+      .def(py::init<>())
+      .def(
+          "update",
+          [](Xxh3Stream& self, py::buffer data) {
+            py::buffer_info info = data.request();
+            std::span<const uint8_t> bytes = bytes_of(info);
+            py::gil_scoped_release unlocked;
+            self.update(bytes);
+          },
+          py::arg("data"))
+      .def("hexdigest", &Xxh3Stream::hex);
+  m.def(
       "plan_header", [](py::buffer plan) { return header_dict(read_plan_header(bytes_of(plan.request()))); },
       py::arg("plan"), "Reads the 64-byte TensorRT-RTX plan header.");
   m.def(

@@ -1,6 +1,7 @@
 #include "core/plan_header.h"
 
 #include <openssl/evp.h>
+#include <xxhash.h>
 
 #include <cstdio>
 
@@ -54,19 +55,46 @@ PlanHeader read_plan_header(std::span<const uint8_t> plan) {
   return h;
 }
 
+std::string hex_of(const unsigned char* bytes, size_t n) {
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (size_t i = 0; i < n; ++i) {
+    out += kHex[bytes[i] >> 4];
+    out += kHex[bytes[i] & 0xf];
+  }
+  return out;
+}
+
 std::string sha256_hex(std::span<const uint8_t> bytes) {
   unsigned char digest[32];
   unsigned int length = 0;
   if (EVP_Digest(bytes.data(), bytes.size(), digest, &length, EVP_sha256(), nullptr) != 1 || length != 32)
     throw RecordError("plan_sha256", "OpenSSL could not compute SHA-256");
-  static const char kHex[] = "0123456789abcdef";
-  std::string out;
-  for (unsigned char b : digest) {
-    out += kHex[b >> 4];
-    out += kHex[b & 0xf];
-  }
-  return out;
+  return hex_of(digest, sizeof digest);
 }
+
+namespace {
+std::string canonical_hex(XXH128_hash_t hash) {
+  XXH128_canonical_t canonical;
+  XXH128_canonicalFromHash(&canonical, hash);
+  return hex_of(canonical.digest, sizeof canonical.digest);
+}
+}  // namespace
+
+std::string xxh3_hex(std::span<const uint8_t> bytes) { return canonical_hex(XXH3_128bits(bytes.data(), bytes.size())); }
+
+Xxh3Stream::Xxh3Stream() : state_(XXH3_createState()) {
+  if (state_ == nullptr || XXH3_128bits_reset(static_cast<XXH3_state_t*>(state_)) != XXH_OK)
+    throw RecordError("plan_xxh3", "xxHash could not start a digest (out of memory)");
+}
+
+Xxh3Stream::~Xxh3Stream() { XXH3_freeState(static_cast<XXH3_state_t*>(state_)); }
+
+void Xxh3Stream::update(std::span<const uint8_t> bytes) {
+  XXH3_128bits_update(static_cast<XXH3_state_t*>(state_), bytes.data(), bytes.size());
+}
+
+std::string Xxh3Stream::hex() const { return canonical_hex(XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_))); }
 
 void check_plan(const EngineMeta& meta, std::span<const uint8_t> plan, bool verify_hash) {
   if (plan.size() != meta.plan_size)
@@ -87,7 +115,12 @@ void check_plan(const EngineMeta& meta, std::span<const uint8_t> plan, bool veri
                                        join(h.targets) + " (mask " + hex(h.target_mask) +
                                        "): the plan and the record do not belong together; re-export the engine");
   }
-  if (verify_hash) {
+  if (verify_hash && !meta.plan_xxh3.empty()) {
+    std::string actual = xxh3_hex(plan);
+    if (actual != meta.plan_xxh3)
+      throw RecordError("plan_xxh3", "the plan's XXH3-128 is " + actual + " but the record says " + meta.plan_xxh3 +
+                                         ": the plan bytes were changed or damaged; re-export the engine");
+  } else if (verify_hash) {
     std::string actual = sha256_hex(plan);
     if (actual != meta.plan_sha256)
       throw RecordError("plan_sha256", "the plan's SHA-256 is " + actual + " but the record says " + meta.plan_sha256 +

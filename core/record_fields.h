@@ -26,6 +26,7 @@ namespace trtpack::core {
   X(torch_version, kString, true, 0, "torch version that exported the program")                     \
   X(plan_size, kInteger, true, 0, "plan length in bytes, 1 .. 16 GiB")                              \
   X(plan_sha256, kString, true, 0, "SHA-256 of the plan bytes, 64 lowercase hex digits")            \
+  X(plan_xxh3, kString, false, 1, "XXH3-128 of the plan bytes, 32 lowercase hex digits (load's check)") \
   X(inputs, kTensorList, true, 0, "input tensors in binding order")                                 \
   X(outputs, kTensorList, true, 0, "output tensors in the order execute_engine returns them")       \
   X(symbols, kSymbolMap, true, 0, "symbol name -> the range of its optimization profile")           \

@@ -97,6 +97,8 @@ void validate(const EngineMeta& m) {
     throw RecordError("plan_size", std::to_string(m.plan_size) + " bytes is outside 1 byte .. 16 GiB: the record is corrupt");
   if (!matches(m.plan_sha256, "[0-9a-f]{64}"))
     throw RecordError("plan_sha256", "must be 64 lowercase hex digits (SHA-256 of the plan bytes)");
+  if (!m.plan_xxh3.empty() && !matches(m.plan_xxh3, "[0-9a-f]{32}"))
+    throw RecordError("plan_xxh3", "must be 32 lowercase hex digits (XXH3-128 of the plan bytes)");
   for (const auto& [name, r] : m.symbols) {
     const std::string path = "symbols." + name;
     if (!is_symbol_name(name))

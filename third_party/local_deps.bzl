@@ -1,8 +1,8 @@
 """Repository rules that expose what ./bazelw installed, so Bazel itself downloads nothing.
 
 `venv_repository` asks the project's virtualenv interpreter where Python, torch, pybind11 and
-tensorrt_rtx live and links them in; `system_repository` does the same for Debian's nlohmann-json
-and googletest. Nothing machine-specific is committed: paths are discovered at fetch time.
+tensorrt_rtx live and links them in; `system_repository` does the same for Debian's nlohmann-json,
+googletest and xxHash. Nothing machine-specific is committed: paths are discovered at fetch time.
 """
 
 _PROBE = """
@@ -117,6 +117,14 @@ cc_library(
     includes = ["include"],
 )
 
+# xxHash, header-only (XXH_INLINE_ALL): nothing to link, so libtorchtrt_runtime.so gains no dependency.
+cc_library(
+    name = "xxhash",
+    hdrs = ["include/xxhash.h"],
+    includes = ["include"],
+    defines = ["XXH_INLINE_ALL"],
+)
+
 cc_library(
     name = "gtest",
     hdrs = glob(["include/gtest/**/*.h"]),
@@ -142,6 +150,7 @@ def _system_repository_impl(ctx):
     ctx.file("include/.keep", "")
     ctx.symlink(_find(ctx, ["/usr/include/nlohmann"], "nlohmann-json headers", "nlohmann-json3-dev"), "include/nlohmann")
     ctx.symlink(_find(ctx, ["/usr/include/gtest"], "googletest headers", "libgtest-dev"), "include/gtest")
+    ctx.symlink(_find(ctx, ["/usr/include/xxhash.h"], "xxHash header", "libxxhash-dev"), "include/xxhash.h")
     for lib in ["libgtest.a", "libgtest_main.a"]:
         ctx.symlink(_find(ctx, ["/usr/lib/x86_64-linux-gnu/" + lib, "/usr/lib/aarch64-linux-gnu/" + lib, "/usr/lib/" + lib], lib, "libgtest-dev"), "lib/" + lib)
     ctx.file("BUILD.bazel", _SYSTEM_BUILD)

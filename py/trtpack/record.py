@@ -95,16 +95,30 @@ def decode_meta(meta: str) -> Dict[str, Any]:
 
 
 def check_plan(meta: Meta, plan, verify_hash: bool = False) -> None:
-    """Checks plan bytes against their record: size, the TensorRT-RTX header (version, targets), and SHA-256 if asked.
+    """Checks plan bytes against their record: size, the TensorRT-RTX header (version, targets), and the digest if
+    asked.
 
     Args:
         meta: meta dict or JSON text.
         plan: the plan as bytes or as the record's 1-D uint8 tensor (CPU, or CUDA: then copied to the host once).
-        verify_hash: also compare SHA-256 (reads every byte: slow on big plans).
+        verify_hash: also compare the digest: plan_xxh3 where the record has it (format 1.1+), else plan_sha256.
     Raises:
-        FormatError: with .field naming what disagrees ("plan_size", "backend_version", "targets", "plan_sha256", "plan").
+        FormatError: with .field naming what disagrees ("plan_size", "backend_version", "targets", "plan_xxh3",
+            "plan_sha256", "plan").
     """
     _call(_core.check_plan, _meta_text(meta), _plan_buffer(plan), bool(verify_hash))
+
+
+def xxh3(data) -> str:
+    """XXH3-128 of bytes (or a 1-D uint8 tensor) as 32 lowercase hex digits: the record's plan_xxh3. An integrity
+    check against damage, several times faster than SHA-256; not a defence against a forger (who can rewrite the
+    record too)."""
+    return _call(_core.xxh3, _plan_buffer(data))
+
+
+def xxh3_stream():
+    """An XXH3-128 digest fed in pieces: .update(bytes-like), .hexdigest() (same value as xxh3 of the whole)."""
+    return _core.Xxh3Stream()
 
 
 def plan_header(plan) -> Dict[str, Any]:

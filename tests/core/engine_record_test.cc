@@ -71,18 +71,32 @@ TEST(Upgrade, Format0_1ErrorsNameTheOldKeys) {
 }
 
 TEST(Versions, NewerMinorIsReadAndItsAdditionsKept) {
-  std::string text = read_fixture("v1_1_newer_minor.json");
+  std::string text = read_fixture("v1_2_newer_minor.json");
   EngineMeta m = parse_meta(text);
-  EXPECT_EQ(m.format_version, (std::array<int64_t, 2>{1, 1}));
+  EXPECT_EQ(m.format_version, (std::array<int64_t, 2>{1, 2}));
   EXPECT_EQ(m.extra.at("timing_cache_sha256"), std::string(64, '0'));
   std::string encoded = encode_meta(m);
   EXPECT_EQ(encoded, canonical_dump(json::parse(text)));
   EXPECT_EQ(encode_meta(parse_meta(encoded)), encoded);
 }
 
+TEST(Versions, Format1_1AddsPlanXxh3AndOlderRecordsStayWithoutIt) {
+  EngineMeta m = parse_meta(read_fixture("v1_1.json"));
+  EXPECT_EQ(m.plan_xxh3, "0f1e2d3c4b5a69788796a5b4c3d2e1f0");
+  EXPECT_EQ(encode_meta(m), canonical_dump(json::parse(read_fixture("v1_1.json"))));
+  EngineMeta old = parse_meta(read_fixture("v1_0.json"));
+  EXPECT_TRUE(old.plan_xxh3.empty());
+  EXPECT_EQ(json::parse(encode_meta(old)).count("plan_xxh3"), 0u);  // a 1.0 record re-encodes as 1.0
+  EXPECT_TRUE(rejects([](json& j) { j["plan_xxh3"] = std::string(32, '0'); }, "plan_xxh3",
+                      "is a format 1.1 key in a format 1.0 record"));
+  json bad = json::parse(read_fixture("v1_1.json"));
+  bad["plan_xxh3"] = std::string(32, 'G');
+  EXPECT_TRUE(fails_with([&] { parse_meta(bad.dump()); }, "plan_xxh3", "32 lowercase hex digits"));
+}
+
 TEST(Versions, NewerMajorIsRefusedNamingBothVersions) {
   EXPECT_TRUE(fails_with([] { parse_meta(read_fixture("v2_0_newer_major.json")); }, "format_version",
-                         "record is format 2.0 but this trtpack reads format 1.x (up to 1.0): upgrade trtpack"));
+                         "record is format 2.0 but this trtpack reads format 1.x (up to 1.1): upgrade trtpack"));
 }
 
 TEST(Versions, OlderVersionWithoutUpgraderIsRefused) {
@@ -111,7 +125,7 @@ TEST(Validation, EveryRequiredFieldIsRequired) {
 
 // The writer and the parser are driven by the same tables: a record is written with exactly their keys.
 TEST(FieldTables, WriterWritesExactlyTheTableKeys) {
-  json j = meta_to_json(parse_meta(read_fixture("v1_0.json")));
+  json j = meta_to_json(parse_meta(read_fixture("v1_1.json")));  // the current minor: every key present
   std::vector<std::string> keys, tensor_keys, range_keys, want, want_tensor, want_range;
   for (const auto& item : j.items()) keys.push_back(item.key());
   for (const auto& item : j["inputs"][0].items()) tensor_keys.push_back(item.key());

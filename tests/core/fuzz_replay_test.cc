@@ -13,7 +13,7 @@ void run(const std::string& bytes) {
 }
 
 TEST(FuzzReplay, SeedCorpusTruncationsAndCorruptions) {
-  for (const char* name : {"v0_1.json", "v1_0.json", "v1_0_static_tensorrt.json", "v1_1_newer_minor.json",
+  for (const char* name : {"v0_1.json", "v1_0.json", "v1_0_static_tensorrt.json", "v1_1.json", "v1_2_newer_minor.json",
                            "v2_0_newer_major.json", "v0_1.upgraded.json"}) {
     const std::string seed = trtpack::core::testing::read_fixture(name);
     run(seed);

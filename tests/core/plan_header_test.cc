@@ -59,6 +59,29 @@ TEST(Sha256, KnownVectors) {
   EXPECT_EQ(sha256_hex({}), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
 }
 
+TEST(Xxh3, KnownVectorsAndStreamingAgree) {  // vectors: `xxhsum -H2` (xxHash's own tool)
+  const std::string abc = "abc";
+  std::span<const uint8_t> bytes{reinterpret_cast<const uint8_t*>(abc.data()), abc.size()};
+  EXPECT_EQ(xxh3_hex(bytes), "06b05ab6733a618578af5f94892f3950");
+  EXPECT_EQ(xxh3_hex({}), "99aa06d3014798d86001c324468d497f");
+  std::vector<uint8_t> big = fake_rtx_plan(1 << 20, 0x3e);
+  Xxh3Stream stream;
+  for (size_t pos = 0; pos < big.size(); pos += 65537)
+    stream.update({big.data() + pos, std::min<size_t>(65537, big.size() - pos)});
+  EXPECT_EQ(stream.hex(), xxh3_hex(big));
+}
+
+TEST(CheckPlan, Format1_1RecordsAreVerifiedByXxh3) {
+  std::vector<uint8_t> plan = fake_rtx_plan(300, 0x3e);
+  EngineMeta meta = meta_for(plan);
+  meta.format_version = {1, 1};
+  meta.plan_xxh3 = xxh3_hex(plan);
+  meta.plan_sha256 = std::string(64, '0');  // not read when the record has plan_xxh3
+  EXPECT_NO_THROW(check_plan(meta, plan, true));
+  plan[200] ^= 1;
+  EXPECT_TRUE(fails_with([&] { check_plan(meta, plan, true); }, "plan_xxh3", "were changed or damaged"));
+}
+
 TEST(CheckPlan, AcceptsTheMatchingPlan) {
   std::vector<uint8_t> plan = fake_rtx_plan(300, 0x3e);
   EXPECT_NO_THROW(check_plan(meta_for(plan), plan, true));

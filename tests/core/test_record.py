@@ -26,7 +26,7 @@ def meta():
 
 
 def test_format_version_and_constants_come_from_core():
-    assert record.FORMAT_VERSION == (1, 0)
+    assert record.FORMAT_VERSION == (1, 1)
     assert record.FORMAT_ID == "trtpack.engine"
     assert record.TARGET_BITS == {"sm75": 1, "sm80": 2, "sm86": 4, "sm89": 8, "sm120": 0x10, "sm121": 0x20}
     assert record.MAX_PLAN_SIZE == 16 << 30
@@ -50,7 +50,7 @@ def test_decode_upgrades_the_0_1_fixture():
 
 
 def test_newer_major_is_refused_naming_both_versions():
-    with pytest.raises(trtpack.FormatError, match=r"format 2\.0 but this trtpack reads format 1\.x \(up to 1\.0\)") as e:
+    with pytest.raises(trtpack.FormatError, match=r"format 2\.0 but this trtpack reads format 1\.x \(up to 1\.1\)") as e:
         record.decode_meta(fixture_text("v2_0_newer_major.json"))
     assert e.value.field == "format_version"
 
@@ -202,7 +202,7 @@ def tamper(plan, offset, value):
     (lambda p: tamper(p, 0x19, 8), "backend_version", "record says TensorRT-RTX 1.7.1.116 but the plan header says 1.8.1.116"),
     (lambda p: tamper(p, 0x20, 0x04), "targets", "but the plan header says sm86 (mask 0x4)"),
     (lambda p: p[:-1], "plan_size", "but the plan has"),
-    (lambda p: tamper(p, len(p) // 2, p[len(p) // 2] ^ 0xff), "plan_sha256", "were changed or damaged"),
+    (lambda p: tamper(p, len(p) // 2, p[len(p) // 2] ^ 0xff), "plan_xxh3", "were changed or damaged"),
     (lambda p: tamper(p, 0, ord("x")), "plan", "magic"),
     (lambda p: tamper(p, 0x10, p[0x10] ^ 1), "plan", "header says the plan is"),
 ])

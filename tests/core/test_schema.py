@@ -33,7 +33,7 @@ def validator():
     return jsonschema.Draft202012Validator(schema)
 
 
-@pytest.mark.parametrize("name", ["v1_0.json", "v1_0_static_tensorrt.json", "v0_1.upgraded.json", "v1_1_newer_minor.json"])
+@pytest.mark.parametrize("name", ["v1_0.json", "v1_0_static_tensorrt.json", "v0_1.upgraded.json", "v1_1.json", "v1_2_newer_minor.json"])
 def test_current_major_fixtures_satisfy_the_schema(validator, name):
     validator.validate(load(os.path.join(FIXTURES, name)))
 

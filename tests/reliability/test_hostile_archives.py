@@ -229,7 +229,7 @@ def _(valid, tmp, marker):
     return edited(valid, tmp, replace_entry("data/weights/model_weights_config.json", edit))
 
 
-@case("ep_plan_bytes_changed", "plan bytes changed inside the archive, CRC updated (only plan_sha256 sees it)")
+@case("ep_plan_bytes_changed", "plan bytes changed inside the archive, CRC updated (only the plan's digest sees it)")
 def _(valid, tmp, marker):
     return edited(valid, tmp, replace_entry("data/weights/weight_0", lambda d: d[:100] + bytes([d[100] ^ 1]) + d[101:]))
 
@@ -243,7 +243,15 @@ def raw_edit(valid, tmp, edit):
     return path
 
 
-@case("ep_bad_crc", "a byte of the plan flipped in place (the entry's CRC-32 no longer matches)")
+@case("ep_bad_crc", "a byte of a reference weight flipped in place (its entry's CRC-32 no longer matches)")
+def _(valid, tmp, marker):
+    def flip(data):
+        data[data.index(torch.arange(programs.FEATURES, dtype=torch.float32).numpy().tobytes()) + 5] ^= 1
+        return data
+    return raw_edit(valid, tmp, flip)
+
+
+@case("ep_plan_flipped", "a byte of the plan flipped in place (CRC-32 not updated; the plan's digest is checked)")
 def _(valid, tmp, marker):
     def flip(data):
         data[data.index(b"vtrt") + 100] ^= 1
@@ -437,6 +445,31 @@ def test_torch_export_load_itself_would_run_the_pickled_weight(valid, tmp_path):
     assert os.path.exists(marker)
 
 
+class _WithByteTable(torch.nn.Module):
+    """The guarded program plus a uint8 buffer that is not a plan: its CRC is checked after torch reads it."""
+
+    def __init__(self):
+        super().__init__()
+        plan = programs.plan_tensor()
+        self.inner = programs.Guarded(plan, programs.meta_for(plan))
+        self.register_buffer("table", torch.arange(7, 7 + 200, dtype=torch.uint8))
+
+    def forward(self, x):
+        return self.inner(x) + self.table[:programs.FEATURES].float()
+
+
+def test_a_byte_buffer_that_is_not_a_plan_is_still_crc_checked(tmp_path):
+    path = str(tmp_path / "table.ep")
+    program = torch.export.export(_WithByteTable(), (torch.randn(2, programs.FEATURES),))
+    trtpack.save(program, path)
+    data = bytearray(read(path))
+    data[data.index(bytes(range(7, 7 + 200))) + 150] ^= 1  # a byte no output reads: only the CRC can tell
+    with open(path, "wb") as f:
+        f.write(data)
+    with pytest.raises(trtpack.FormatError, match="fails its CRC-32 check"):
+        trtpack.load(path)
+
+
 def test_bad_crc_loads_only_with_verify_false(valid, tmp_path):
     path = CASES["ep_bad_crc"][1](valid, tmp_path, str(tmp_path / "marker"))
     with pytest.raises(trtpack.FormatError, match="CRC-32"):
@@ -446,12 +479,12 @@ def test_bad_crc_loads_only_with_verify_false(valid, tmp_path):
         assert trtpack.load(path, verify=False).format == "exported_program"
 
 
-def test_plan_sha256_mismatch_names_the_engine(valid, tmp_path):
-    for name in ("ep_plan_bytes_changed", "engine_plan_bytes_changed"):
+def test_plan_digest_mismatch_names_the_engine(valid, tmp_path):
+    for name in ("ep_plan_bytes_changed", "ep_plan_flipped", "engine_plan_bytes_changed"):
         path = CASES[name][1](valid, tmp_path, str(tmp_path / "marker"))
-        with pytest.raises(trtpack.FormatError, match="engine 'trt_region_0'.*SHA-256") as error:
+        with pytest.raises(trtpack.FormatError, match="engine 'trt_region_0'.*XXH3-128") as error:
             trtpack.load(path)
-        assert error.value.field == "plan_sha256"
+        assert error.value.field == "plan_xxh3"
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             trtpack.load(path, verify=False)

@@ -180,6 +180,7 @@ def _downgrade_to_0_1(meta: dict) -> dict:
     for spec in old["inputs"] + old["outputs"]:
         spec["dtype"] = "torch." + spec["dtype"]
     old["format_version"] = [0, 1]
+    old.pop("plan_xxh3", None)  # format 1.1's; a 0.1 record has only the SHA-256
     return old
 
 
@@ -187,7 +188,7 @@ FAKE_GPU = {"cuda": True, "sm": "sm86", "backends": {"tensorrt_rtx": "1.7.1.116"
 # case: (how the file's records change, the machine it loads on, expected outcome, message fragments)
 MATRIX = {
     "format_newer": (lambda m: {**m, "format_version": [2, 0]}, FAKE_GPU, trtpack.FormatError,
-                     ["format 2.0", "1.0", "upgrade trtpack"]),
+                     ["format 2.0", "1.1", "upgrade trtpack"]),
     "format_older": (_downgrade_to_0_1, FAKE_GPU, None, []),
     "backend_version": (None, {**FAKE_GPU, "backends": {"tensorrt_rtx": "1.6.1.120"}}, "warn",
                         ["1.7.1.116", "1.6.1.120"]),

@@ -26,7 +26,7 @@ def meta(plan_bytes: bytes, *, inputs, outputs, symbols, **fields) -> dict:
         "format": record.FORMAT_ID, "format_version": list(record.FORMAT_VERSION),
         "name": "trt_region_0", "backend": "tensorrt_rtx", "backend_version": plans.BACKEND_VERSION,
         "targets": list(plans.TARGETS), "trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
-        "plan_size": len(plan_bytes), "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(),
+        "plan_size": len(plan_bytes), "plan_sha256": hashlib.sha256(plan_bytes).hexdigest(), "plan_xxh3": record.xxh3(plan_bytes),
         "inputs": [{"name": n, "dtype": dt, "shape": list(s)} for n, dt, s in inputs],
         "outputs": [{"name": n, "dtype": dt, "shape": list(s)} for n, dt, s in outputs],
         "symbols": {k: {"min": lo, "opt": opt, "max": hi} for k, (lo, opt, hi) in symbols.items()},

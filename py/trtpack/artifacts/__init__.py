@@ -101,7 +101,8 @@ def load(path, *, device=None, trust_native_code: bool = False, verify: bool = T
         device: where to put the program's buffers (e.g. "cuda:0"); default: where they were saved.
         trust_native_code: an AOTInductor package (.pt2) holds a compiled library that runs when it loads; it loads
             only with trust_native_code=True. Other formats never run code from the file.
-        verify: check every plan against its record's plan_sha256 and every archive entry's CRC-32 (the default);
+        verify: check every plan against its record's digest (plan_xxh3, or plan_sha256 in records older than
+            format 1.1) and every other archive entry's CRC-32 (the default);
             False skips those reads of every byte, for speed, when the file is known to be intact. The archive's
             structure and the strings torch would evaluate are checked either way.
     """

@@ -112,7 +112,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
                                "again.") from None
         record.check_plan(meta, plan)  # size and the 64-byte header
         if verify:
-            _check_sha256(fd, rec, path)  # streamed through the page cache, not through the mapping
+            _check_digest(fd, rec, path)  # streamed through the page cache, not through the mapping
     finally:
         os.close(fd)
     module = EngineModule(meta, plan)
@@ -122,17 +122,20 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     return LoadedProgram("engine", module, [engine], names.record_ranges(module.record), module.record["inputs"])
 
 
-def _check_sha256(fd: int, rec: dict, path: str) -> None:
-    digest, pos = hashlib.sha256(), 0
+def _check_digest(fd: int, rec: dict, path: str) -> None:
+    """The plan's XXH3-128 (records of format 1.1+) or SHA-256 (older records) against its record."""
+    field = "plan_xxh3" if "plan_xxh3" in rec else "plan_sha256"
+    digest, pos = record.xxh3_stream() if field == "plan_xxh3" else hashlib.sha256(), 0
     while pos < rec["plan_size"]:
         chunk = os.pread(fd, HASH_CHUNK, pos)
         if not chunk:
             break
         digest.update(chunk)
         pos += len(chunk)
-    if digest.hexdigest() != rec["plan_sha256"]:
-        error = FormatError(f"trtpack: {path!r}: engine {rec['name']!r}: the plan's SHA-256 is {digest.hexdigest()} "
-                            f"but its record says {rec['plan_sha256']}: the plan bytes changed after it was saved; "
-                            "re-extract or re-copy it (load(..., verify=False) skips this check).")
-        error.field = "plan_sha256"
+    if digest.hexdigest() != rec[field]:
+        error = FormatError(f"trtpack: {path!r}: engine {rec['name']!r}: the plan's "
+                            f"{'XXH3-128' if field == 'plan_xxh3' else 'SHA-256'} is {digest.hexdigest()} but its "
+                            f"record says {rec[field]}: the plan bytes changed after it was saved; re-extract or "
+                            "re-copy it (load(..., verify=False) skips this check).")
+        error.field = field
         raise error

@@ -8,7 +8,7 @@ import os
 import torch
 
 from trtpack import names
-from trtpack.artifacts import atomic, ep_check, manifest, pytree_types
+from trtpack.artifacts import atomic, ep_check, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import LoadedProgram, describe_program, validate, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
@@ -60,15 +60,26 @@ def _check_writable(program: torch.export.ExportedProgram, path: str) -> None:
                                "the grammar trtpack.load accepts (docs/SECURITY.md); please report it.") from e
 
 
+def _crc_check_the_rest(checked: ep_check.Checked, program, found: list, path: str) -> None:
+    plans = {id(engine.plan) for engine in found}
+    verified = {key for key, tensor in {**program.state_dict, **program.constants}.items() if id(tensor) in plans}
+    try:
+        checked.check_crcs_except(verified)
+    except zip_layout.LayoutError as e:
+        raise ep_check.refuse(path, str(e)) from None
+
+
 def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     fd, size = open_regular(path)
     try:
-        specs = ep_check.check(fd, size, path, verify=verify)
+        checked = ep_check.check(fd, size, path, verify=verify)
         try:
             # the checked file itself, whatever happens to the path; model-defined pytree types stood in for
-            with pytree_types.standins(specs), os.fdopen(os.dup(fd), "rb") as f:
+            with pytree_types.standins(checked.specs), os.fdopen(os.dup(fd), "rb") as f:
                 program = torch.export.load(f)
             found = validate(program, verify_hash=verify, path=path)
+            if verify:  # plans were just checked by their record's digest, in memory; CRC-32 for the other bytes
+                _crc_check_the_rest(checked, program, found, path)
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here

@@ -9,6 +9,7 @@ their shape, expression and guard strings of a strict grammar, and integers that
 import io
 import json
 import re
+from dataclasses import dataclass
 
 from trtpack.artifacts import zip_layout
 from trtpack.errors import FormatError
@@ -58,10 +59,22 @@ def refuse(path: str, why: str) -> FormatError:
                        "archives written by trtpack.save (see docs/SECURITY.md); re-save the program with it.")
 
 
-def check(fd: int, size: int, path: str, verify: bool = True) -> list:
+@dataclass
+class Checked:
+    specs: list         # the program's pytree specs (in_spec/out_spec texts), for pytree_types
+    byte_buffers: dict  # payload key -> zip entry of every 1-D uint8 payload: a plan's bytes, or not (verify only)
+    fd: int
+
+    def check_crcs_except(self, verified_keys) -> None:
+        """CRC-32 of the byte buffers whose digest the caller did not verify (those that were not engine plans)."""
+        zip_layout.check_crcs(self.fd, [e for key, e in self.byte_buffers.items() if key not in verified_keys])
+
+
+def check(fd: int, size: int, path: str, verify: bool = True) -> Checked:
     """Raises FormatError unless the .ep open as `fd` is what trtpack.save writes; with `verify`, also checks every
-    entry's CRC-32 (streamed). What torch reads afterwards is these validated bytes (same file descriptor).
-    Returns the program's pytree specs (in_spec/out_spec texts), for pytree_types."""
+    entry's CRC-32 (streamed), except 1-D uint8 payloads: those are left in `byte_buffers` for the caller, which
+    checks engine plans by their record's digest after torch read them, and must call check_crcs_except for the rest.
+    What torch reads afterwards is these validated bytes (same file descriptor)."""
     from trtpack.artifacts.pytree_types import specs_in_archive_json
     try:
         layout = zip_layout.read_layout(fd, size)
@@ -70,19 +83,37 @@ def check(fd: int, size: int, path: str, verify: bool = True) -> list:
                  if name in entries and name != "data/sample_inputs/model.pt"}
         if small["archive_format"] != b"pt2":
             raise refuse(path, "archive_format is not 'pt2'")
+        byte_buffers = {}
         for folder, stem in PAYLOADS.items():
             config = _json(path, small[f"{folder}model_{'weights' if stem == 'weight' else 'constants'}_config.json"])
             _check_payloads(path, folder, stem, config, entries)
+            byte_buffers.update(_byte_buffers(folder, config, entries))
         model = _json(path, small["models/model.json"])
         _check_model(path, model)
         if "data/sample_inputs/model.pt" in entries:
             _check_sample_inputs(path, zip_layout.read_entry(fd, entries["data/sample_inputs/model.pt"],
                                                              MAX_SAMPLE_INPUTS))
         if verify:
-            zip_layout.check_crcs(fd, layout)
+            deferred = {id(e) for e in byte_buffers.values()}
+            zip_layout.check_crcs(fd, [e for e in layout if id(e) not in deferred])
     except zip_layout.LayoutError as e:
         raise refuse(path, str(e)) from None
-    return specs_in_archive_json(model)
+    return Checked(specs_in_archive_json(model), byte_buffers, fd)
+
+
+def _byte_buffers(folder: str, config: dict, entries: dict) -> dict:
+    """Payload key -> entry, for payloads stored as a 1-D uint8 tensor over a whole entry of their own."""
+    import torch
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    found = {}
+    for key, payload in config["config"].items():
+        meta = payload["tensor_meta"]
+        if _SERIALIZE_TO_TORCH_DTYPE[meta["dtype"]] is torch.uint8 and len(meta["sizes"]) == 1 and meta["storage_offset"]["as_int"] == 0:
+            entry = entries[folder + payload["path_name"]]
+            if meta["sizes"][0]["as_int"] == entry.size:
+                found[key] = entry
+    return found
 
 
 def _entries(path: str, layout: list) -> dict:

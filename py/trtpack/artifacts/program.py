@@ -103,7 +103,7 @@ def validate(program, verify_hash: bool = False, path: Optional[str] = None) -> 
         except FormatError as e:
             error = FormatError(f"{where}engine {engine.name!r}: {e}" +
                                 ("; the plan bytes changed after it was saved: re-save or re-copy the file."
-                                 if getattr(e, "field", None) == "plan_sha256" else ""))
+                                 if getattr(e, "field", None) in ("plan_sha256", "plan_xxh3") else ""))
             error.field = getattr(e, "field", None)
             raise error from None
     return found

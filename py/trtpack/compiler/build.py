@@ -76,6 +76,7 @@ def engine_meta(*, name, backend: Backend, plan: Plan, inputs, outputs, symbols:
         "torch_version": torch.__version__,
         "plan_size": len(plan.data),
         "plan_sha256": hashlib.sha256(plan.data).hexdigest(),
+        "plan_xxh3": record.xxh3(plan.data),
         "inputs": inputs,
         "outputs": outputs,
         "symbols": symbols,
