@@ -60,7 +60,8 @@ def _check_writable(program: torch.export.ExportedProgram, path: str) -> None:
                                "the grammar trtpack.load accepts (docs/SECURITY.md); please report it.") from e
 
 
-def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+def read_program(path: str, verify: bool = True) -> tuple:
+    """(ExportedProgram, engines) of the .ep at `path`, checked as `read` checks it, without warnings or a module."""
     fd, size = open_regular(path)
     try:
         specs = ep_check.check(fd, size, path, verify=verify)
@@ -68,7 +69,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
             # the checked file itself, whatever happens to the path; model-defined pytree types stood in for
             with pytree_types.standins(specs), os.fdopen(os.dup(fd), "rb") as f:
                 program = torch.export.load(f)
-            found = validate(program, verify_hash=verify, path=path)
+            return program, validate(program, verify_hash=verify, path=path)
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
@@ -77,6 +78,10 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
                 from e
     finally:
         os.close(fd)
+
+
+def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+    program, found = read_program(path, verify)
     warn_version_skew(found)
     warn_unusable(found, device)
     module = branches.resolve(program.module())  # each engine_usable asked once per device, not per call
