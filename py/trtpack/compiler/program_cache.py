@@ -140,10 +140,15 @@ def put(key_: str, program: torch.export.ExportedProgram, summary: dict, ranges:
     program trtpack cannot save as .ep is just not cached."""
     summary_path, program_path = _paths(key_)
     try:
+        text = json.dumps({"key": key_, "summary": summary, "ranges": ranges})
+    except (TypeError, ValueError) as error:  # a summary value JSON cannot hold: nothing is written
+        log.info("the compiled program is not cached: %s", error)
+        return
+    try:
         os.makedirs(os.path.dirname(summary_path), exist_ok=True)
         artifacts.save(program, program_path)
         with atomic.atomic_path(summary_path) as temporary, open(temporary, "w", encoding="utf-8") as f:
-            json.dump({"key": key_, "summary": summary, "ranges": ranges}, f)
+            f.write(text)
     except OSError as error:
         warnings.warn(f"trtpack: could not write the program cache entry {program_path}: {error}")
         return
