@@ -1,7 +1,10 @@
 """The program cache: what its key covers (each part alone misses), a hit that skips decomposition and returns what a
 cold compile returns (same plans, same outputs, same kind of module), damaged entries, opting out, and info/clear/
 eviction over both cache folders. Two processes at once: test_cache.py. Every test uses its own TRTPACK_CACHE_DIR."""
+import io
 import os
+import re
+import sys
 
 import pytest
 import torch
@@ -205,3 +208,23 @@ def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     before = cache.info()["entries"]
     assert before == 4 and cache.clear() == before
     assert cache.info()["entries"] == 0 and list(programs.iterdir()) == []
+
+
+class _Terminal(io.StringIO):
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_sees_the_program_cache_miss_then_hit(monkeypatch):
+    model, x = Net(), torch.randn(4, 16)
+    shown = []
+    for _ in range(2):
+        terminal = _Terminal()
+        with monkeypatch.context() as patch:
+            patch.setattr(sys, "stdout", terminal)
+            _compile(model, x)
+        shown.append([line.split("\r\x1b[K")[-1] for line in terminal.getvalue().split("\n") if line])
+    assert any(re.fullmatch(r"trtpack \[ *\d+\.\ds\] program cache: miss \d+\.\d\ds", line) for line in shown[0])
+    assert any("decompose" in line for line in shown[0])
+    assert any(re.fullmatch(r"trtpack \[ *\d+\.\ds\] program cache: hit \d+\.\d\ds", line) for line in shown[1])
+    assert not any("decompose" in line or "trt_region" in line for line in shown[1])
