@@ -1,6 +1,7 @@
 """The program cache: what its key covers (each part alone misses), a hit that skips decomposition and returns what a
 cold compile returns (same plans, same outputs, same kind of module), damaged entries, opting out, and info/clear/
 eviction over both cache folders. Two processes at once: test_cache.py. Every test uses its own TRTPACK_CACHE_DIR."""
+import collections
 import io
 import os
 import re
@@ -45,7 +46,7 @@ def _key(monkeypatch, model, x, dims=({0: BATCH},), **options):
     """The program cache key compile computes (compile stops right after it: no decomposition, no build)."""
     seen = []
 
-    def stop(key):
+    def stop(key, exported):
         seen.append(key)
         raise _Stop
 
@@ -228,3 +229,21 @@ def test_a_terminal_sees_the_program_cache_miss_then_hit(monkeypatch):
     assert any("decompose" in line for line in shown[0])
     assert any(re.fullmatch(r"trtpack \[ *\d+\.\ds\] program cache: hit \d+\.\d\ds", line) for line in shown[1])
     assert not any("decompose" in line or "trt_region" in line for line in shown[1])
+
+
+Pair = collections.namedtuple("Pair", "first second")  # not registered for serialization: torch cannot save it
+
+
+class PairNet(Net):
+    def forward(self, x):
+        return Pair(super().forward(x), x)
+
+
+def test_a_program_trtpack_cannot_save_is_compiled_every_time_without_a_warning(programs, recwarn):
+    model, x = PairNet(), torch.randn(4, 16)
+    for _ in range(2):
+        module = _compile(model, x)
+        assert module.meta["trtpack_summary"]["program_cache"] == "miss"
+        assert isinstance(module(x), Pair)
+    assert not programs.exists() or list(programs.glob("*.ep")) == []
+    assert not [w for w in recwarn if "cache" in str(w.message)]

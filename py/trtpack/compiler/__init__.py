@@ -96,7 +96,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         program_key = program_cache.key(program, pytree.tree_leaves((arg_inputs, kwarg_inputs)), {
             "targets": targets, "min_block_size": min_block_size, "fallback": fallback, "verify": verify,
             "backend": chosen.name, "backend_version": _backend_version(chosen)})
-        hit = program_cache.get(program_key) if program_key else None
+        hit = program_cache.get(program_key, program) if program_key else None
         key_seconds = time.perf_counter() - start
         progress.step("program cache", "hit" if hit else "miss", key_seconds)
         if hit:

@@ -101,8 +101,14 @@ def _paths(key_: str) -> tuple:
     return os.path.join(folder, key_ + ".json"), os.path.join(folder, key_ + ".ep")
 
 
-def get(key_: str) -> Optional[Hit]:
-    """The program stored under `key_`, checked as trtpack.load checks an .ep; None if missing or damaged."""
+def _pytree_specs(program: torch.export.ExportedProgram) -> tuple:
+    return str(program.call_spec.in_spec), str(program.call_spec.out_spec)
+
+
+def get(key_: str, exported: torch.export.ExportedProgram) -> Optional[Hit]:
+    """The program stored under `key_`, checked as trtpack.load checks an .ep; None if missing or damaged, or if it
+    reads back with other input/output types than `exported` (the model's) has: a type this process has not
+    registered comes back as trtpack.load's stand-in, which compile must not return."""
     summary_path, program_path = _paths(key_)
     try:
         with open(summary_path, encoding="utf-8") as f:
@@ -120,6 +126,8 @@ def get(key_: str) -> Optional[Hit]:
         if len(engines) != len(stored["summary"]["regions"]):
             raise ValueError(f"{len(engines)} engines, the summary says {len(stored['summary']['regions'])}")
         hit = Hit(program, stored["summary"], stored["ranges"])
+        if _pytree_specs(program) != _pytree_specs(exported):
+            return None
     except (ValueError, KeyError, TypeError, TrtpackError) as error:
         cache.report_damage([program_path, summary_path], str(error).splitlines()[0][:300] or type(error).__name__,
                             what="program")
@@ -152,7 +160,7 @@ def put(key_: str, program: torch.export.ExportedProgram, summary: dict, ranges:
     except OSError as error:
         warnings.warn(f"trtpack: could not write the program cache entry {program_path}: {error}")
         return
-    except TrtpackError as error:
-        log.info("the compiled program is not cached: %s", error)
+    except Exception as error:  # noqa: BLE001  trtpack or torch cannot write this program (e.g. an unregistered
+        log.info("the compiled program is not cached: %s", error)  # namedtuple output): compile it every time
         return
     cache.evict(cache.max_bytes())
