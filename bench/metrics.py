@@ -63,34 +63,44 @@ def _cache_dir(folder: str):
             os.environ["TRTPACK_CACHE_DIR"] = before
 
 
-def compile_metrics(model, inputs, targets: list, reps: int) -> tuple:
+COMPILE_METRICS = ("compile", "compile_fallback", "cache_hit")
+FILE_METRICS = ("save", "load", "size", "load_rss")  # measured together, on the same files
+
+
+def compile_metrics(model, inputs, targets: list, reps: int, wanted=COMPILE_METRICS) -> tuple:
     """compile (fallback=False) and compile_fallback (fallback=True), both without the cache, each against the same
-    hand-run of the repetition; cache_hit: compiles with a warm cache against the cold one (a fresh cache folder).
-    Returns (metrics, the last fallback=True module)."""
-    hand, plain, fallback, holder = [], [], [], {}
-    for _ in range(reps):
-        hand.append(_seconds(lambda: hand_compile(model, inputs, targets)))
-        plain.append(_seconds(lambda: holder.update(plain=compile_model(model, inputs, targets, fallback=False))))
-        fallback.append(_seconds(lambda: holder.update(fallback=compile_model(model, inputs, targets))))
-    out = {"compile": result(plain, hand), "compile_fallback": result(fallback, hand)}
-    out["compile"]["stages"] = holder["plain"].meta["trtpack_summary"]["seconds"]
-    out["compile_fallback"]["stages"] = holder["fallback"].meta["trtpack_summary"]["seconds"]
-    with tempfile.TemporaryDirectory(prefix="trtpack-bench-cache-") as folder, _cache_dir(folder):
-        cold = _seconds(lambda: compile_model(model, inputs, targets, fallback=False, cache=True))
-        warm = []
+    hand-run of the repetition; cache_hit: compiles with warm caches against the cold one that filled them (a fresh
+    cache folder). Only the `wanted` ones. Returns (metrics, the last compiled module: fallback=True if measured)."""
+    out, holder = {}, {}
+    if {"compile", "compile_fallback"} & set(wanted):
+        hand, plain, fallback = [], [], []
         for _ in range(reps):
-            warm.append(_seconds(lambda: holder.update(warm=compile_model(model, inputs, targets, fallback=False,
-                                                                          cache=True))))
-    hits = holder["warm"].meta["trtpack_summary"]
-    out["cache_hit"] = {"trtpack": timing.stats(warm), "baseline": timing.stats([cold]),
-                        "ratio": timing.stats([w / cold for w in warm]), "stages": hits["seconds"],
-                        "hits": hits["cache_hits"], "regions": len(hits["regions"])}
-    return out, holder["fallback"]
+            hand.append(_seconds(lambda: hand_compile(model, inputs, targets)))
+            plain.append(_seconds(lambda: holder.update(plain=compile_model(model, inputs, targets, fallback=False))))
+            fallback.append(_seconds(lambda: holder.update(fallback=compile_model(model, inputs, targets))))
+        out = {"compile": result(plain, hand), "compile_fallback": result(fallback, hand)}
+        out["compile"]["stages"] = holder["plain"].meta["trtpack_summary"]["seconds"]
+        out["compile_fallback"]["stages"] = holder["fallback"].meta["trtpack_summary"]["seconds"]
+    if "cache_hit" in wanted:
+        with tempfile.TemporaryDirectory(prefix="trtpack-bench-cache-") as folder, _cache_dir(folder):
+            cold = _seconds(lambda: holder.update(cold=compile_model(model, inputs, targets, fallback=False,
+                                                                     cache=True)))
+            warm = []
+            for _ in range(reps):
+                warm.append(_seconds(lambda: holder.update(warm=compile_model(model, inputs, targets,
+                                                                              fallback=False, cache=True))))
+        hits = holder["warm"].meta["trtpack_summary"]
+        out["cache_hit"] = {"trtpack": timing.stats(warm), "baseline": timing.stats([cold]),
+                            "ratio": timing.stats([w / cold for w in warm]), "stages": hits["seconds"],
+                            "cold_stages": holder["cold"].meta["trtpack_summary"]["seconds"],
+                            "hits": hits["cache_hits"], "regions": len(hits["regions"]),
+                            "program_cache": hits["program_cache"]}
+    return out, holder.get("fallback") or holder.get("warm")
 
 
-def for_model(name: str, model, inputs, targets: list, reps: int) -> dict:
+def for_model(name: str, model, inputs, targets: list, reps: int, wanted=COMPILE_METRICS) -> dict:
     """The compile metrics of a whole model (ResNet-50-like, BERT-like)."""
-    found, compiled = compile_metrics(model, inputs, targets, reps)
+    found, compiled = compile_metrics(model, inputs, targets, reps, wanted)
     summary = compiled.meta["trtpack_summary"]
     return {"name": name, "parameters": sum(p.numel() for p in model.parameters()),
             "regions": len(summary["regions"]), "ops_in_pytorch": summary["ops_in_pytorch"], **found}
@@ -112,14 +122,21 @@ class SameBytes(torch.nn.Module):
         return self.model(x)
 
 
-def for_size(weight_mb: float, reps: int, workdir: str, targets: list, with_pt2: bool) -> dict:
-    """Every per-size metric for an MLP of about `weight_mb` MB of fp32 weights."""
+def for_size(weight_mb: float, reps: int, workdir: str, targets: list, with_pt2: bool, wanted=None) -> dict:
+    """The per-size metrics (all, or the `wanted` ones) for an MLP of about `weight_mb` MB of fp32 weights."""
+    wanted = set(wanted or (*COMPILE_METRICS, *FILE_METRICS, "pt2_load"))
     model = models.mlp(weight_mb)
     inputs = models.example_inputs(model)
     out = {"weight_mb": weight_mb, "weight_bytes": models.weight_bytes(model)}
 
-    found, compiled = compile_metrics(model, inputs, targets, reps)
+    found, compiled = compile_metrics(model, inputs, targets, reps, wanted & set(COMPILE_METRICS))
     out.update(found)
+    if not (wanted & {*FILE_METRICS, "pt2_load"}):
+        if compiled is not None:
+            out["regions"] = len(compiled.meta["trtpack_summary"]["regions"])
+        return out
+    if compiled is None or not compiled.meta["trtpack_summary"]["fallback"]:
+        compiled = compile_model(model, inputs, targets)
     out["regions"] = len(compiled.meta["trtpack_summary"]["regions"])
     plain = torch.export.export(model, inputs, dynamic_shapes=models.dynamic_shapes(), strict=False)
 
@@ -148,7 +165,7 @@ def for_size(weight_mb: float, reps: int, workdir: str, targets: list, with_pt2:
     out["load_rss"] = {"trtpack": timing.stats(peaks), "baseline": size, "floor_rss_bytes": floor_peak,
                        "floor_file": out["size"]["floor_file"], "ratio": timing.stats([p / size for p in peaks])}
 
-    if with_pt2:
+    if with_pt2 and "pt2_load" in wanted:
         out["pt2_load"] = pt2_load(compiled, plain, workdir, reps)
     return out
 

@@ -9,7 +9,7 @@ TARGETS = {
     "load_rss": (1.3, "peak RSS growth while loading the .ep (fresh process) / .ep file size"),
     "compile": (1.2, "trtpack.compile(fallback=False, cache=False) time / hand-run export + ONNX + parse + build"),
     "compile_fallback": (1.4, "trtpack.compile(fallback=True, cache=False) time / the same hand-run"),
-    "cache_hit": (0.2, "trtpack.compile with a warm engine cache / the cold compile that filled it"),
+    "cache_hit": (0.2, "trtpack.compile with warm program and engine caches / the cold compile that filled them"),
     "call_overhead": (1.05, "per-call time of a fallback=True program on CPU / torch.export.export(model).module()"),
     "pt2_load": (1.1, ".pt2 load time / aoti_load_package of the plain model's AOTInductor package"),
 }
@@ -24,7 +24,8 @@ def verdicts(results: dict) -> list:
                 rows.append((f"{size['weight_mb']:g} MB", metric, size[metric]))
     for model in results.get("models", []):
         for metric in ("compile", "compile_fallback", "cache_hit"):
-            rows.append((model["name"], metric, model[metric]))
+            if metric in model:
+                rows.append((model["name"], metric, model[metric]))
     if "call_overhead" in results:
         rows.append(("small", "call_overhead", results["call_overhead"]))
     for _, metric, entry in rows:
@@ -67,6 +68,8 @@ def diagnostics(results: dict) -> str:
     lines = []
     for size in results["sizes"]:
         label = f"{size['weight_mb']:g} MB"
+        if "save" not in size:
+            continue
         for metric in ("save", "load"):
             entry = size[metric]
             floor = entry["same_bytes_floor"]["median"]
@@ -85,6 +88,9 @@ def diagnostics(results: dict) -> str:
             if metric in entry:
                 stages = ", ".join(f"{k} {v:.2f} s" for k, v in entry[metric]["stages"].items() if v >= 0.005)
                 lines.append(f"- {label} {metric} stages (last run): {stages}")
+                if "cold_stages" in entry[metric]:
+                    stages = ", ".join(f"{k} {v:.2f} s" for k, v in entry[metric]["cold_stages"].items() if v >= 0.005)
+                    lines.append(f"- {label} {metric} stages of the cold compile it is compared with: {stages}")
     if "call_overhead" in results:
         us = results["call_overhead"]["per_call_us"]
         lines.append(f"- per call: eager {us['eager']:.0f} us, plain torch.export module {us['exported_plain']:.0f} "

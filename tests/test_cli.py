@@ -161,9 +161,11 @@ def test_cache_info_clear_and_export_nocache(exported, tmp_path):
     code, stdout, _ = run_cli("cache", "clear")
     assert code == cli.EXIT_OK and stdout.startswith("removed ")
     assert entries() == 0
+    code, stdout, _ = run_cli("cache", "info")
+    assert code == cli.EXIT_OK and "programs: 0 entries" in stdout and "engines: 0 entries" in stdout
     model = tmp_path / "tiny.py"
     model.write_text(textwrap.dedent(MODEL))
-    for flag, expected in (("--nocache", 0), ("--cache", 1)):
+    for flag, expected in (("--nocache", 0), ("--cache", 2)):  # --cache: the plan and the program
         code, stdout, stderr = run_cli("export", str(model), "--out", str(tmp_path / flag), "--targets", "sm86",
                                        "--formats", "engine", "--noverify", flag)
         assert code == cli.EXIT_OK, stdout + stderr

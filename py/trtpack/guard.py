@@ -37,7 +37,9 @@ def first_line(error) -> str:
 
 
 def translate_errors(module, compiled_ranges: str):
-    """Wraps module.forward with `call` (in place); returns the module."""
+    """Wraps module.forward, and its forward pre-hooks, with `call` (in place); returns the module. torch checks an
+    exported program's input ranges in a pre-hook where the program has no guard code in its graph (torch 2.11, or
+    a program read back from a file), and a pre-hook's error never passes through forward."""
     forward = module.forward
 
     @functools.wraps(forward)
@@ -45,4 +47,14 @@ def translate_errors(module, compiled_ranges: str):
         return call(forward, args, kwargs, compiled_ranges)
 
     module.forward = checked_forward
+    hooks = getattr(module, "_forward_pre_hooks", {})
+    for hook_id, hook in list(hooks.items()):
+        hooks[hook_id] = _checked_hook(hook, compiled_ranges)
     return module
+
+
+def _checked_hook(hook, compiled_ranges: str):
+    @functools.wraps(hook)
+    def checked(*args):  # torch passes a pre-hook's arguments positionally
+        return call(hook, args, {}, compiled_ranges)
+    return checked

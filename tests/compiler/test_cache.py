@@ -1,7 +1,9 @@
 """The engine cache: what its key covers (each part alone misses), hits that return the same bytes, damaged entries,
 atomic writes, LRU eviction under the cap, two processes at once, and opting out. Every test uses its own
-TRTPACK_CACHE_DIR."""
+TRTPACK_CACHE_DIR. A second compile of the same model would hit the program cache in front (test_program_cache.py),
+so tests that want the engine cache to answer remove the program entries first."""
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -10,7 +12,7 @@ import pytest
 import torch
 
 import trtpack
-from tests.support import python_env
+from tests.support import plans, python_env
 from trtpack import record
 from trtpack.compiler import backends, cache, partition, region
 from trtpack.compiler.export import export_program
@@ -95,26 +97,24 @@ def _compile(model, x, **kwargs):
                            targets=["sm86"], min_block_size=1, **kwargs)
 
 
-def _plans_and_metas(module):
-    program = module._trtpack_program
-    calls = [n for n in program.graph.nodes if n.target is torch.ops.trtpack.execute_engine.default]
-    plans = [bytes(program.state_dict[program.graph_signature.inputs_to_buffers[c.args[1].name]].numpy())
-             for c in calls]
-    return plans, [c.args[2] for c in calls]
+def _without_program_cache(own_cache):
+    shutil.rmtree(own_cache.parent / "programs", ignore_errors=True)
 
 
 def test_a_second_compile_hits_and_returns_byte_identical_plans(own_cache):
     model, x = Net().eval(), torch.randn(4, 16)
     cold = _compile(model, x)
     assert cold.meta["trtpack_summary"]["cache_hits"] == 0
-    assert cache.info()["entries"] == 1 and cache.info()["path"] == str(own_cache)
+    engines = cache.info()["folders"]["engines"]
+    assert engines["entries"] == 1 and engines["path"] == str(own_cache)
+    _without_program_cache(own_cache)
     warm = _compile(model, x)
     summary = warm.meta["trtpack_summary"]
     assert summary["cache_hits"] == 1 and "build" not in summary["regions"][0]["seconds"]
-    assert _plans_and_metas(warm) == _plans_and_metas(cold)
+    assert plans.of_compiled(warm) == plans.of_compiled(cold)
     uncached = _compile(model, x, cache=False)
     assert uncached.meta["trtpack_summary"]["cache_hits"] == 0
-    assert _plans_and_metas(uncached) == _plans_and_metas(cold)  # builds are deterministic: what was cached is right
+    assert plans.of_compiled(uncached) == plans.of_compiled(cold)  # builds are deterministic: what was cached is right
 
 
 def test_cache_false_neither_reads_nor_writes(own_cache):
@@ -136,11 +136,12 @@ def test_a_damaged_entry_is_reported_once_removed_and_rebuilt(own_cache, damage)
     else:
         data[:16] = b"\xff" * 16
     entry.write_bytes(bytes(data))
+    _without_program_cache(own_cache)
     with pytest.warns(UserWarning, match="damaged") as caught:
         again = _compile(model, x)
     assert len([w for w in caught if "damaged" in str(w.message)]) == 1
     assert again.meta["trtpack_summary"]["cache_hits"] == 0  # rebuilt
-    assert _plans_and_metas(again) == _plans_and_metas(cold)
+    assert plans.of_compiled(again) == plans.of_compiled(cold)
     assert cache.get(entry.name.removesuffix(cache.ENTRY_SUFFIX)) is not None  # the rebuilt entry is whole
 
 
@@ -180,7 +181,7 @@ _CHILD = textwrap.dedent("""
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(16, 16), torch.nn.ReLU(), torch.nn.Linear(16, 4)).eval()
     module = trtpack.compile(model, (torch.randn(4, 16),), targets=["sm86"], min_block_size=1)
-    print("hits", module.meta["trtpack_summary"]["cache_hits"])
+    print("hits", module.meta["trtpack_summary"]["cache_hits"], module.meta["trtpack_summary"]["program_cache"])
 """)
 
 
@@ -194,5 +195,10 @@ def test_two_processes_compiling_the_same_model_at_once_both_succeed(own_cache):
     (entry,) = own_cache.iterdir()
     assert cache.get(entry.name.removesuffix(cache.ENTRY_SUFFIX)) is not None
     again = subprocess.run([sys.executable, "-c", _CHILD], env=python_env.env(), capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and "hits 1" in again.stdout  # a whole entry, read back by a third process
+    assert again.returncode == 0 and "hits 1 hit" in again.stdout  # whole entries, read back by a third process
     assert "damaged" not in again.stderr
+    assert sorted(p.suffix for p in (own_cache.parent / "programs").iterdir()) == [".ep", ".json"]
+    _without_program_cache(own_cache)
+    again = subprocess.run([sys.executable, "-c", _CHILD], env=python_env.env(), capture_output=True, text=True,
+                           timeout=600)
+    assert again.returncode == 0 and "hits 1 miss" in again.stdout and "damaged" not in again.stderr

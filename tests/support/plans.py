@@ -24,3 +24,12 @@ def rtx_plan_bytes(body: bytes = b"not a real engine", *, targets=TARGETS, versi
 def as_tensor(plan_bytes: bytes) -> torch.Tensor:
     """The plan as trtpack carries it: a 1-D uint8 CPU tensor (a copy, writable)."""
     return torch.frombuffer(bytearray(plan_bytes), dtype=torch.uint8)
+
+
+def of_compiled(module) -> tuple:
+    """([plan bytes], [meta]) of every engine call in what trtpack.compile returned (its saved program)."""
+    program = module._trtpack_program
+    calls = [n for n in program.graph.nodes if n.target is torch.ops.trtpack.execute_engine.default]
+    plans = [bytes(program.state_dict[program.graph_signature.inputs_to_buffers[c.args[1].name]].numpy())
+             for c in calls]
+    return plans, [c.args[2] for c in calls]

@@ -69,7 +69,8 @@ def _crc_check_the_rest(checked: ep_check.Checked, program, found: list, path: s
         raise ep_check.refuse(path, str(e)) from None
 
 
-def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+def read_program(path: str, verify: bool = True) -> tuple:
+    """(ExportedProgram, engines) of the .ep at `path`, checked as `read` checks it, without warnings or a module."""
     fd, size = open_regular(path)
     try:
         checked = ep_check.check(fd, size, path, verify=verify)
@@ -80,6 +81,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
             found = validate(program, verify_hash=verify, path=path)
             if verify:  # plans were just checked by their record's digest, in memory; CRC-32 for the other bytes
                 _crc_check_the_rest(checked, program, found, path)
+            return program, found
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
@@ -88,6 +90,10 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
                 from e
     finally:
         os.close(fd)
+
+
+def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
+    program, found = read_program(path, verify)
     warn_version_skew(found)
     warn_unusable(found, device)
     module = branches.resolve(program.module())  # each engine_usable asked once per device, not per call

@@ -5,7 +5,8 @@
   trtpack inspect FILE [--json]
   trtpack run FILE [--inputs F.safetensors] [--iterations N] [--trust_native_code]
   trtpack extract FILE --engine NAME -o OUT.engine
-  trtpack cache info|clear              the engine cache ($TRTPACK_CACHE_DIR/engines, default ~/.cache/trtpack)
+  trtpack cache info|clear              the program and engine caches ($TRTPACK_CACHE_DIR/programs and /engines,
+                                        default ~/.cache/trtpack)
 
 Every command takes every format (.ep, .pt2, .engine), read from the file's bytes, not its name.
 Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreadable or untrusted artifact);
@@ -29,7 +30,8 @@ flags.DEFINE_boolean("fallback", True, "export: keep a PyTorch reference branch 
 flags.DEFINE_list("targets", None, "export: compute capabilities to build for, e.g. sm86,sm89 (default: backend's)")
 flags.DEFINE_integer("min_block_size", None, "export: smallest number of ops worth an engine")
 flags.DEFINE_boolean("verify", True, "export: check each region's ONNX with onnxruntime against PyTorch")
-flags.DEFINE_boolean("cache", True, "export: reuse and keep built plans in the engine cache (--nocache: neither)")
+flags.DEFINE_boolean("cache", True, "export: reuse and keep compiled programs and built plans in the program and "
+                     "engine caches (--nocache: neither)")
 flags.DEFINE_boolean("json", False, "inspect: print JSON")
 flags.DEFINE_string("inputs", None, "run: safetensors file with inputs in.0, in.1, ... (default: random)")
 flags.DEFINE_integer("iterations", 20, "run: timed iterations")
@@ -108,9 +110,13 @@ def _cache(args) -> int:
         print(f"removed {cache.clear()} entries from {cache.info()['path']}")
         return EXIT_OK
     info = cache.info()
-    print(json.dumps(info, indent=2) if FLAGS.json else
-          f"{info['path']}: {info['entries']} entries, {info['bytes']:,} bytes (cap {info['max_bytes']:,} bytes; "
-          "TRTPACK_CACHE_DIR moves it, TRTPACK_CACHE_MAX_MB caps it)")
+    if FLAGS.json:
+        print(json.dumps(info, indent=2))
+        return EXIT_OK
+    print(f"{info['path']}: {info['entries']} entries, {info['bytes']:,} bytes (cap {info['max_bytes']:,} bytes for "
+          "both folders; TRTPACK_CACHE_DIR moves it, TRTPACK_CACHE_MAX_MB caps it)")
+    for name, folder in info["folders"].items():
+        print(f"  {name}: {folder['entries']} entries, {folder['bytes']:,} bytes")
     return EXIT_OK
 
 

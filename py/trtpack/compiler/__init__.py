@@ -1,7 +1,8 @@
 """trtpack's compiler: PyTorch program → regions → ONNX → TensorRT plans → a lowered, re-exported program.
 
-Stages, one module each: export → support + partition → convert (ONNX, verify) → build (plan, meta; engine cache)
-→ lower. The model is exported and decomposed once; each region's program and ONNX model come from that one graph.
+Stages, one module each: export → (program cache) → decompose → support + partition → convert (ONNX, verify) →
+build (plan, meta; engine cache) → lower. The model is exported and decomposed once; each region's program and ONNX
+model come from that one graph.
 """
 import logging
 import time
@@ -10,15 +11,15 @@ from dataclasses import dataclass
 import torch
 from torch.utils import _pytree as pytree
 
-from trtpack.compiler import convert, lower, partition as partitioning
+from trtpack.compiler import convert, decomposition, lower, partition as partitioning, program_cache
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
-from trtpack.runtime import branches
+from trtpack.runtime import branches, standin
 from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
 from trtpack.compiler.symbolic import SymbolTable
 from trtpack import guard
-from trtpack.errors import UnsupportedGraphError
+from trtpack.errors import IncompatibleEngineError, UnsupportedGraphError
 
 log = logging.getLogger("trtpack.compiler")
 
@@ -36,9 +37,15 @@ class Prepared:
     region_inputs: dict   # region name -> example tensors; only with verify (it runs the model eagerly)
 
 
-def prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify) -> Prepared:
+def export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress) -> torch.export.ExportedProgram:
+    """The model as torch.export gives it (not decomposed yet: the program cache's key is taken on this)."""
     with progress.stage("export"):
-        program = export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes)
+        return export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes, decompose=False)
+
+
+def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify) -> Prepared:
+    with progress.stage("decompose"):
+        program = decomposition.decompose(program)
     with progress.stage("partition"):
         gm = program.module()
         parts = partitioning.partition(gm, min_block_size)
@@ -64,12 +71,15 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
             (trtpack.runtime.branches.resolve); what trtpack.save writes keeps the torch.cond.
         verify: run each region's ONNX model with onnxruntime against PyTorch; raise beyond tolerance.
         backend: 'tensorrt_rtx' (default) or 'tensorrt' (unverified).
-        cache: reuse plans from the engine cache ($TRTPACK_CACHE_DIR/engines, see trtpack.compiler.cache) and
-            store new ones; False builds every engine and leaves the cache alone.
+        cache: reuse the whole compiled program from the program cache ($TRTPACK_CACHE_DIR/programs, see
+            trtpack.compiler.program_cache), else plans from the engine cache ($TRTPACK_CACHE_DIR/engines, see
+            trtpack.compiler.cache), and store what is new; False compiles everything and leaves both alone. The
+            program cache is skipped with verify=True (verification runs on these inputs every time).
 
     Returns:
         A GraphModule that runs like the model. `module.meta["trtpack_summary"]` describes the regions, what
-        stayed in PyTorch and why, plan sizes, targets, cache hits and where the time went.
+        stayed in PyTorch and why, plan sizes, targets, cache hits and where the time went (this call's; on a
+        program cache hit, `program_cache` is "hit", every region a cache hit, and the stages only this call's).
 
     Example:
         >>> module = trtpack.compile(model, (torch.randn(2, 3, 32, 32),), fallback=True, targets=["sm86"])
@@ -78,7 +88,21 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     progress = Progress()
     chosen = get_backend(backend)
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
-    prepared = prepare(model, arg_inputs, kwarg_inputs, dynamic_shapes, min_block_size, progress, verify)
+    program = export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress)
+
+    program_key, key_seconds = None, 0.0
+    if cache and not verify and not standin.requested():  # the stand-in (a test double) learns plans while building
+        start = time.perf_counter()
+        program_key = program_cache.key(program, pytree.tree_leaves((arg_inputs, kwarg_inputs)), {
+            "targets": targets, "min_block_size": min_block_size, "fallback": fallback, "verify": verify,
+            "backend": chosen.name, "backend_version": _backend_version(chosen)})
+        hit = program_cache.get(program_key, program) if program_key else None
+        key_seconds = time.perf_counter() - start
+        progress.step("program cache", "hit" if hit else "miss", key_seconds)
+        if hit:
+            return _from_program_cache(hit, progress.seconds["export"], key_seconds, started)
+
+    prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify)
     parts, symbols = prepared.parts, prepared.symbols
 
     engines, left_out = {}, [vars(item) for item in parts.left_out]
@@ -104,10 +128,40 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         reexported = lower.reexport(prepared.gm, prepared.program, symbols, arg_inputs, kwarg_inputs)
         lowered = branches.resolve(reexported.module())
     lowered._trtpack_program = reexported  # what trtpack.save writes (the portable torch.cond program), no re-export
-    guard.translate_errors(lowered, symbols.describe() or "all sizes static")
-    lowered.meta["trtpack_summary"] = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
-        **{stage: progress.seconds[stage] for stage in ("export", "partition", "lower")},
-        "total": time.perf_counter() - started})
+    ranges = symbols.describe() or "all sizes static"
+    guard.translate_errors(lowered, ranges)
+    summary = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
+        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "partition", "lower")},
+        "program_cache": key_seconds})
+    summary["program_cache"] = "miss" if program_key else "off"
+    if program_key:
+        start = time.perf_counter()
+        program_cache.put(program_key, reexported, summary, ranges)
+        summary["seconds"]["program_cache"] = round(key_seconds + time.perf_counter() - start, 3)
+    summary["seconds"]["total"] = round(time.perf_counter() - started, 3)
+    lowered.meta["trtpack_summary"] = summary
+    return lowered
+
+
+def _backend_version(backend) -> str:
+    try:
+        return getattr(backend.load(), "__version__", "")
+    except IncompatibleEngineError:  # not installed: no region will build, and the key says so
+        return "not installed"
+
+
+def _from_program_cache(hit, export_seconds, cache_seconds, started) -> torch.fx.GraphModule:
+    """What compile returns, from a program cache hit: the same kind of module a cold compile returns."""
+    start = time.perf_counter()
+    lowered = branches.resolve(hit.program.module())
+    lowered._trtpack_program = hit.program
+    guard.translate_errors(lowered, hit.ranges)
+    summary = dict(hit.summary, program_cache="hit", cache_hits=len(hit.summary["regions"]),
+                   regions=[dict(region, cache_hit=True, seconds={}) for region in hit.summary["regions"]])
+    summary["seconds"] = {"export": round(export_seconds, 3),
+                          "program_cache": round(cache_seconds + time.perf_counter() - start, 3),
+                          "total": round(time.perf_counter() - started, 3)}
+    lowered.meta["trtpack_summary"] = summary
     return lowered
 
 
@@ -142,7 +196,8 @@ def build_single_engine(exported_program, arg_inputs, *, kwarg_inputs=None, targ
     """The whole program as one engine (plan + meta); any unsupported node raises UnsupportedGraphError."""
     arg_inputs, kwarg_inputs = tuple(arg_inputs), dict(kwarg_inputs or {})
     progress = Progress()
-    prepared = prepare(exported_program, arg_inputs, kwarg_inputs, None, 1, progress, verify)
+    prepared = prepare(export(exported_program, arg_inputs, kwarg_inputs, None, progress), arg_inputs, kwarg_inputs,
+                       1, progress, verify)
     parts = prepared.parts
     if parts.left_out:  # with min_block_size=1 every supported op is in a region: what is left out is unsupported
         raise UnsupportedGraphError(

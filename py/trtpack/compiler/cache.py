@@ -1,21 +1,23 @@
 """The engine cache: built plans (with their record meta) on disk, keyed on everything that changes a plan, so
-compiling the same model again skips ONNX export and the TensorRT build.
+compiling the same model again skips ONNX export and the TensorRT build. Its folder management (info, clear, the
+size cap and eviction) also covers the program cache (program_cache.py), which sits in front of it.
 
-Where: $TRTPACK_CACHE_DIR/engines (default ~/.cache/trtpack/engines), a sibling of the runtime's rtx_runtime_cache.
-Cap: $TRTPACK_CACHE_MAX_MB (default 8192); after each write the least recently used entries (by mtime; a hit
-touches its entry) are removed until the folder fits.
+Where: $TRTPACK_CACHE_DIR/engines (default ~/.cache/trtpack/engines), a sibling of the runtime's rtx_runtime_cache
+and of the program cache's `programs`.
+Cap: $TRTPACK_CACHE_MAX_MB (default 8192), for `engines` and `programs` together; after each write the least
+recently used entries of both (by mtime; a hit touches its entry) are removed until they fit.
 Entry: one file `<key>.entry`: 8-byte little-endian header length, a JSON header (meta, targets, plan size and
-sha256), then the plan bytes. Written to a temporary file and renamed into place, so readers see a whole entry or
+XXH3-128), then the plan bytes. Written to a temporary file and renamed into place, so readers see a whole entry or
 none; two processes building the same entry both succeed (the last rename wins, both plans are identical).
 A damaged entry (digest or size mismatch, unreadable header) is reported once per process, removed and rebuilt.
 
-API: info() -> dict, clear() -> int (entries removed); compile(..., cache=False) opts out.
+API: info() -> dict, clear() -> int (entries removed), both over both folders; compile(..., cache=False) opts out.
 """
-import hashlib
 import json
 import operator
 import os
 import struct
+from stat import S_ISREG
 import tempfile
 import warnings
 from dataclasses import dataclass
@@ -23,15 +25,27 @@ from typing import Optional
 
 import torch
 
+from trtpack import record
+
 ENTRY_SUFFIX = ".entry"
 DEFAULT_MAX_MB = 8192
+FOLDERS = ("engines", "programs")  # this module's entries, program_cache's
 _HEADER = struct.Struct("<Q")
 _reported = set()
 
 
-def cache_dir() -> str:
-    base = os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
-    return os.path.join(base, "engines")
+def new_digest():
+    """The hash every cache key is computed with (one place to change it): XXH3-128 from the record core, ~10x
+    SHA-256 on the weights it reads. The cache is the user's own folder: a key guards against change, not forgery."""
+    return record.xxh3_stream()
+
+
+def base_dir() -> str:
+    return os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
+
+
+def cache_dir(folder: str = "engines") -> str:
+    return os.path.join(base_dir(), folder)
 
 
 def max_bytes() -> int:
@@ -46,56 +60,85 @@ class Entry:
 
 
 def _entries(folder: str) -> list:
-    """[(path, size, mtime)] of the entries in `folder` (entries that vanish meanwhile are skipped)."""
-    found = []
+    """[(paths, size, mtime)] of the entries in `folder`: files grouped by their name up to the first dot (the key),
+    so an entry may be several files. Names starting with a dot are writes in progress and are skipped, and so are
+    files that vanish meanwhile."""
+    found = {}
     try:
         names = os.listdir(folder)
     except FileNotFoundError:
-        return found
+        return []
     for name in names:
-        if not name.endswith(ENTRY_SUFFIX):
+        if name.startswith("."):
             continue
         path = os.path.join(folder, name)
         try:
             stat = os.stat(path)
         except FileNotFoundError:
             continue
-        found.append((path, stat.st_size, stat.st_mtime))
-    return found
+        if S_ISREG(stat.st_mode):
+            stem = name.split(".")[0]
+            paths, size, mtime = found.get(stem, ((), 0, 0.0))
+            found[stem] = (paths + (path,), size + stat.st_size, max(mtime, stat.st_mtime))
+    return list(found.values())
+
+
+def _all_entries() -> list:
+    return [entry for folder in FOLDERS for entry in _entries(cache_dir(folder))]
 
 
 def info() -> dict:
-    """{'path', 'entries', 'bytes', 'max_bytes'} of the engine cache."""
-    folder = cache_dir()
-    entries = _entries(folder)
-    return {"path": folder, "entries": len(entries), "bytes": sum(size for _, size, _ in entries),
-            "max_bytes": max_bytes()}
+    """{'path', 'entries', 'bytes', 'max_bytes', 'folders': {'engines': {...}, 'programs': {...}}} of the engine and
+    program caches (path: their parent folder; the cap covers both)."""
+    folders = {}
+    for name in FOLDERS:
+        entries = _entries(cache_dir(name))
+        folders[name] = {"path": cache_dir(name), "entries": len(entries),
+                         "bytes": sum(size for _, size, _ in entries)}
+    return {"path": base_dir(), "entries": sum(f["entries"] for f in folders.values()),
+            "bytes": sum(f["bytes"] for f in folders.values()), "max_bytes": max_bytes(), "folders": folders}
 
 
-def clear() -> int:
-    """Removes every entry; returns how many."""
-    removed = 0
-    for path, _, _ in _entries(cache_dir()):
+def _remove(paths) -> bool:
+    removed = False
+    for path in paths:
         try:
             os.remove(path)
-            removed += 1
+            removed = True
         except FileNotFoundError:
             pass
     return removed
 
 
+def clear() -> int:
+    """Removes every entry of both caches; returns how many."""
+    return sum(_remove(paths) for paths, _, _ in _all_entries())
+
+
+def touch(paths) -> None:
+    """Marks an entry as just used (least recently used = oldest mtime)."""
+    for path in paths:
+        try:
+            os.utime(path)
+        except OSError:
+            pass
+
+
+def report_damage(paths, why: str, what: str = "engine") -> None:
+    """Warns once per process per entry, and removes the entry's files."""
+    if paths[0] not in _reported:
+        _reported.add(paths[0])
+        warnings.warn(f"trtpack: {what} cache entry {paths[0]} is damaged ({why}); it is removed and the {what} "
+                      "rebuilt")
+    for path in paths:
+        try:
+            os.remove(path)
+        except OSError:
+            pass
+
+
 def _path(key: str) -> str:
     return os.path.join(cache_dir(), key + ENTRY_SUFFIX)
-
-
-def _report_damage(path: str, why: str) -> None:
-    if path not in _reported:
-        _reported.add(path)
-        warnings.warn(f"trtpack: engine cache entry {path} is damaged ({why}); it is removed and the engine rebuilt")
-    try:
-        os.remove(path)
-    except OSError:
-        pass
 
 
 def get(key: str) -> Optional[Entry]:
@@ -111,18 +154,15 @@ def get(key: str) -> Optional[Entry]:
                 plan = f.read()  # read apart from the header: a 500 MB plan is copied once, not twice
                 if header.get("key") != key or len(plan) != header["plan_size"]:
                     raise ValueError(f"{len(plan)} plan bytes, the header says {header.get('plan_size')}")
-                if hashlib.sha256(plan).hexdigest() != header["plan_sha256"]:
-                    raise ValueError("plan sha256 mismatch")
+                if record.xxh3(plan) != header["plan_xxh3"]:
+                    raise ValueError("plan XXH3-128 mismatch")
                 entry = Entry(plan=plan, meta=header["meta"], targets=header["targets"])
             except (struct.error, ValueError, KeyError, TypeError, AttributeError) as error:
-                _report_damage(path, str(error) or type(error).__name__)
+                report_damage([path], str(error) or type(error).__name__)
                 return None
     except FileNotFoundError:
         return None
-    try:
-        os.utime(path)  # least recently used = oldest mtime
-    except OSError:
-        pass
+    touch([path])
     return entry
 
 
@@ -131,7 +171,7 @@ def put(key: str, entry: Entry) -> None:
     cache never makes a compile fail."""
     folder = cache_dir()
     header = json.dumps({"key": key, "meta": entry.meta, "targets": entry.targets, "plan_size": len(entry.plan),
-                         "plan_sha256": hashlib.sha256(entry.plan).hexdigest()}).encode()
+                         "plan_xxh3": record.xxh3(entry.plan)}).encode()
     try:
         os.makedirs(folder, exist_ok=True)
         fd, temporary = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".part")
@@ -151,57 +191,55 @@ def put(key: str, entry: Entry) -> None:
 
 
 def evict(limit: int) -> None:
-    entries = sorted(_entries(cache_dir()), key=lambda e: e[2])
+    """Removes the least recently used entries of both folders until they hold at most `limit` bytes together."""
+    entries = sorted(_all_entries(), key=lambda e: e[2])
     total = sum(size for _, size, _ in entries)
-    for path, size, _ in entries:
+    for paths, size, _ in entries:
         if total <= limit:
             break
-        try:
-            os.remove(path)
-        except FileNotFoundError:
-            pass
+        _remove(paths)
         total -= size
 
 
 def key(region: torch.fx.GraphModule, signature: dict) -> str:
     """sha256 of the region's graph (ops, attributes, dtypes), its weights, and `signature`: everything else that
     changes the plan (input/output dims, dynamic ranges, targets, backend + version, format and builder options)."""
-    digest = hashlib.sha256()
+    digest = new_digest()
     digest.update(json.dumps(signature, sort_keys=True).encode())
     index = {}
     for position, node in enumerate(region.graph.nodes):
         index[node] = position
         value = node.meta.get("val")
-        described = [node.op, _target_name(node.target) if node.op != "placeholder" else "",
-                     _argument(node.args, index), _argument(node.kwargs, index),
+        described = [node.op, target_name(node.target) if node.op != "placeholder" else "",
+                     argument(node.args, index), argument(node.kwargs, index),
                      str(value.dtype) if isinstance(value, torch.Tensor) else ""]
         digest.update(json.dumps(described).encode())
         if node.op == "get_attr":
             tensor = operator.attrgetter(node.target)(region)
             digest.update(f"{tensor.dtype}{tuple(tensor.shape)}{tuple(tensor.stride())}".encode())
-            digest.update(_tensor_bytes(tensor))
+            digest.update(tensor_bytes(tensor))
     return digest.hexdigest()
 
 
-def _target_name(target) -> str:
+def target_name(target) -> str:
     if isinstance(target, str):
         return target
     return f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
 
 
-def _argument(value, index):
+def argument(value, index):
     if isinstance(value, torch.fx.Node):
         return ["node", index[value]]
     if isinstance(value, (list, tuple)):
-        return [_argument(v, index) for v in value]
+        return [argument(v, index) for v in value]
     if isinstance(value, dict):
-        return {str(k): _argument(v, index) for k, v in sorted(value.items())}
+        return {str(k): argument(v, index) for k, v in sorted(value.items())}
     if value is None or isinstance(value, (bool, int, str)):
         return value
     return repr(value)  # floats (full precision), dtypes, devices, memory formats, layouts
 
 
-def _tensor_bytes(tensor: torch.Tensor) -> memoryview:
+def tensor_bytes(tensor: torch.Tensor) -> memoryview:
     flat = tensor.detach().contiguous().cpu().reshape(-1)
     if flat.dtype == torch.bool:
         flat = flat.to(torch.uint8)
