@@ -122,7 +122,7 @@ def measure(module, inputs, dynamic: bool) -> dict:
         # forward(*tensors): one spec, a tuple over the tensors
         spec = (tuple({0: torch.export.Dim.AUTO} if t.dim() and t.shape[0] > 1 else None for t in inputs),)
     try:
-        program = export_program(module, inputs, {}, spec)
+        program = export_program(module, inputs, {}, dynamic_shapes=spec)
     except Exception as e:  # anything torch raises means: no program to measure
         return {"export": _short(e)}
     result["export"] = "ok"
@@ -146,7 +146,7 @@ def measure(module, inputs, dynamic: bool) -> dict:
             continue
         result[stage] = "ok"
         if stage == "onnx":
-            result["onnx_bytes"] = value
+            result["onnx_bytes"] = value.data
     result.pop("onnx_bytes", None)
     return result
 
@@ -199,8 +199,22 @@ class _Lambda(torch.nn.Module):
         return self.fn(*xs)
 
 
+def _import_pytest():
+    """torch's OpInfo database imports pytest, which imports a module named `py`. Under Bazel the runfiles root is on
+    sys.path, and its py/ folder (trtpack's sources) would be found instead."""
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not os.path.isdir(os.path.join(p or ".", "py", "trtpack"))]
+    try:
+        if getattr(sys.modules.get("py"), "__file__", "") is None:
+            del sys.modules["py"]
+        import pytest  # noqa: F401
+    finally:
+        sys.path[:] = saved
+
+
 def cases(limit=None):
     """(name, dtype name, make) in a fixed order; make() -> (module, inputs) or None."""
+    _import_pytest()
     from torch.testing._internal.common_methods_invocations import op_db
     out = [(f"extra:{name}", "float32", (lambda fn=fn, make=make: (_Lambda(fn), make())))
            for name, fn, make in extra_cases()]
