@@ -1,16 +1,19 @@
 """Measures which ATen ops trtpack can hand to TensorRT, and writes py/trtpack/compiler/support_matrix.py.
 
-For each of PyTorch's OpInfo samples (torch.testing) named after a core ATen op or in torch.nn.functional, and a few extra cases for ops
-models produce that no OpInfo sample reaches, one small program is:
-  1. exported with torch.export and decomposed exactly as trtpack.compile does;
+For the first SAMPLES_PER_OP OpInfo samples (torch.testing) of every op named after a core ATen op or in
+torch.nn.functional, and a few extra cases for ops models produce that no OpInfo sample reaches, a small program is:
+  1. exported with torch.export (static shapes) and decomposed exactly as trtpack.compile does;
   2. converted by the dynamo ONNX exporter (trtpack.compiler.convert.to_onnx: the bytes TensorRT would get);
   3. run by onnxruntime and compared with PyTorch (convert.verify's tolerances);
-  4. parsed and built by TensorRT-RTX, with a static profile and, where the batch dim exports as dynamic, a dynamic one;
+  4. parsed and built by TensorRT-RTX with a static profile; then exported again with the first input's dim 0
+     dynamic and built with a profile over it;
   5. again in float16 when float32 passed (and the op has a float16 kernel in PyTorch).
-An op is supported when some program containing it passed 1-4 in float32; its row lists the dtypes and shapes that
-passed. An op seen only in failing programs keeps the first failure (stage and message) of its smallest program.
+Each sample is tried with every tensor an input ("inputs"); where that fails, again with only the first tensor an
+input and the others constants of the module ("weights", as a model's filters are). An op is supported when some
+program containing it passed 1-4 (static) in float32; its row lists the dtypes, shapes and forms that passed. An op
+seen only in failing programs keeps the first failure (stage and message) of its smallest program.
 
-Run: ./bazelw run //tools:support_matrix   (about 25 minutes on 2 cores; --limit N for a quick look)
+Run: ./bazelw run //tools:support_matrix   (about 10 minutes on 2 cores; --limit N for a quick look)
 The staleness test (tests/compiler/test_support_matrix_fresh.py) compares the recorded versions and hashes.
 """
 import argparse
@@ -29,6 +32,8 @@ from torch.utils import _pytree as pytree
 
 GENERATED = os.path.join("py", "trtpack", "compiler", "support_matrix.py")
 SKIPPED_PREFIXES = ("linalg.", "fft.", "special.", "sparse.", "_refs.", "signal.", "masked.", "nn.functional.ctc")
+SAMPLES_PER_OP = 3
+FAILED_CASES_ENOUGH = 3
 VERSIONED = ("torch", "onnx", "onnxscript", "onnxruntime", "tensorrt_rtx")
 
 
@@ -61,14 +66,22 @@ def op_list_hash(ops) -> str:
 
 
 class _Call(torch.nn.Module):
-    """op(*args, **kwargs) with every tensor leaf taken as a positional input."""
+    """op(*args, **kwargs) over a sample's pytree. Form "inputs": every tensor leaf is a positional input. Form
+    "weights": only the first tensor is an input; the others are constants of the module (as a model's weights are),
+    which is how TensorRT sees, e.g., a convolution's filter."""
 
-    def __init__(self, op, tree):
+    def __init__(self, op, tree, form="inputs"):
         super().__init__()
-        self.op, self.tree = op, tree
+        self.op, self.tree, self.form = op, tree, form
+        tensors = [x for x in tree[0] if isinstance(x, torch.Tensor)]
+        if form == "weights":
+            for i, t in enumerate(tensors[1:]):
+                self.register_buffer(f"w{i}", t.clone())
 
     def forward(self, *tensors):
         leaves, spec = self.tree
+        if self.form == "weights":
+            tensors = tensors + tuple(getattr(self, f"w{i}") for i in range(len(dict(self.named_buffers()))))
         it = iter(tensors)
         args, kwargs = pytree.tree_unflatten([next(it) if isinstance(x, torch.Tensor) else x for x in leaves], spec)
         return self.op(*args, **kwargs)
@@ -112,64 +125,81 @@ def _trt_build(onnx_bytes: bytes, dynamic: bool, inputs) -> None:
         raise RuntimeError("build: TensorRT-RTX returned no plan")
 
 
-def measure(module, inputs, dynamic: bool) -> dict:
-    """One program through export → ONNX → onnxruntime → TensorRT-RTX; {stage: "ok" | error text}."""
+def measure(module, inputs, dynamic=True) -> dict:
+    """One program through export → ONNX → onnxruntime → TensorRT-RTX; {stage: "ok" | error text}.
+
+    "static": exported with static shapes, built with one fixed profile. "dynamic": exported again with dim 0 of the
+    first input dynamic (a batch), built with a profile from 1 to 2x; measured only when static passed."""
     from trtpack.compiler import convert
     from trtpack.compiler.export import export_program
     result = {}
-    spec = None
-    if dynamic:
-        # forward(*tensors): one spec, a tuple over the tensors
-        spec = (tuple({0: torch.export.Dim.AUTO} if t.dim() and t.shape[0] > 1 else None for t in inputs),)
     try:
-        program = export_program(module, inputs, {}, spec)
+        program = export_program(module, inputs, {})
     except Exception as e:  # anything torch raises means: no program to measure
         return {"export": _short(e)}
     result["export"] = "ok"
     result["ops"] = _compute_ops(program)
-    result["dynamic"] = bool(program.range_constraints)
     if any(_is_random(op) for op in result["ops"]):
         result["onnx"] = "random sampling: an engine cannot reproduce PyTorch's random stream"
         return result
-    for stage, run in (("onnx", lambda: convert.to_onnx(program)),
-                       ("onnxruntime", lambda: convert.verify(result["onnx_bytes"], program.module(), inputs, "op")),
-                       ("static", lambda: _trt_build(result["onnx_bytes"], False, inputs)),
-                       ("dynamic", lambda: _trt_build(result["onnx_bytes"], True, inputs))):
-        if stage == "dynamic" and not result["dynamic"]:
-            break
+    onnx = {}
+    for stage, run in (("onnx", lambda: onnx.setdefault("static", convert.to_onnx(program).data)),
+                       ("onnxruntime", lambda: convert.verify(onnx["static"], program.module(), inputs, "op")),
+                       ("static", lambda: _trt_build(onnx["static"], False, inputs))):
         try:
-            value = run()
+            run()
         except Exception as e:
             result[stage] = _short(e)
             if stage != "onnxruntime":  # a numeric mismatch still lets TensorRT's verdict be measured
-                break
+                return result
             continue
         result[stage] = "ok"
-        if stage == "onnx":
-            result["onnx_bytes"] = value
-    result.pop("onnx_bytes", None)
+    if dynamic and result["static"] == "ok" and inputs and inputs[0].dim() and inputs[0].shape[0] > 1:
+        spec = ({0: torch.export.Dim.AUTO},) + (None,) * (len(inputs) - 1)
+        try:
+            dynamic = export_program(module, inputs, {}, dynamic_shapes=(spec,))
+            if not dynamic.range_constraints:
+                raise RuntimeError("export specialised the batch dim (no dynamic dim left)")
+            _trt_build(convert.to_onnx(dynamic).data, True, inputs)
+            result["dynamic"] = "ok"
+        except Exception as e:
+            result["dynamic"] = _short(e)
     return result
 
 
-def _sample_case(opinfo, dtype):
-    """(module, inputs) for the first usable sample of `opinfo` in `dtype`, or None."""
+def _sample_trees(opinfo, dtype, most=SAMPLES_PER_OP) -> list:
+    """The pytrees (args, kwargs) of the first `most` usable samples of `opinfo` in `dtype`: OpInfo lists a full
+    reduction before a reduction over one dim, a 1-d input before a batch, so one sample says too little."""
+    found = []
     try:
-        samples = opinfo.sample_inputs("cpu", dtype, requires_grad=False)
-        for sample in samples:
+        for sample in opinfo.sample_inputs("cpu", dtype, requires_grad=False):
             tree = pytree.tree_flatten(((sample.input, *sample.args), dict(sample.kwargs)))
             tensors = [x for x in tree[0] if isinstance(x, torch.Tensor)]
             if not tensors or any(t.numel() == 0 or t.is_complex() or t.layout != torch.strided for t in tensors):
                 continue
-            return _Call(opinfo.op, tree), tuple(t.clone() for t in tensors)
+            found.append(tree)
+            if len(found) == most:
+                break
     except Exception:  # a sample generator that needs something we lack (e.g. scipy) gives no case
-        return None
-    return None
+        pass
+    return found
+
+
+def _programs(opinfo, tree) -> list:
+    """(form, module, inputs): the sample with every tensor an input, then with the later tensors as weights."""
+    tensors = tuple(t.clone() for t in tree[0] if isinstance(t, torch.Tensor))
+    forms = [("inputs", _Call(opinfo.op, tree), tensors)]
+    if len(tensors) > 1:
+        forms.append(("weights", _Call(opinfo.op, tree, "weights"), tensors[:1]))
+    return forms
 
 
 def extra_cases():
     """Ops models produce that no OpInfo sample reaches after decomposition."""
     import torch.nn.functional as F
     bn = torch.nn.BatchNorm2d(3).eval()
+    conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
+    norm = torch.nn.LayerNorm(8).eval()
     pool = torch.nn.AdaptiveAvgPool2d((2, 2))
     x4 = lambda: torch.randn(2, 3, 8, 8)
     return [
@@ -187,6 +217,10 @@ def extra_cases():
         ("sdpa_causal", lambda q, k, v: F.scaled_dot_product_attention(q, k, v, is_causal=True),
          lambda: tuple(torch.randn(2, 2, 8, 4) for _ in range(3))),
         ("embedding", lambda i, w: F.embedding(i, w), lambda: (torch.randint(0, 10, (2, 5)), torch.randn(10, 4))),
+        ("conv2d_weights", lambda x: conv(x), lambda: (x4(),)),
+        ("layer_norm_weights", lambda x: norm(x), lambda: (x4(),)),
+        ("amax_dim", lambda x: x.amax(-1), lambda: (x4(),)),
+        ("argmax_dim", lambda x: x.argmax(-1), lambda: (x4(),)),
     ]
 
 
@@ -199,10 +233,24 @@ class _Lambda(torch.nn.Module):
         return self.fn(*xs)
 
 
+def _import_pytest():
+    """torch's OpInfo database imports pytest, which imports a module named `py`. Under Bazel the runfiles root is on
+    sys.path, and its py/ folder (trtpack's sources) would be found instead."""
+    saved = list(sys.path)
+    sys.path[:] = [p for p in saved if not os.path.isdir(os.path.join(p or ".", "py", "trtpack"))]
+    try:
+        if getattr(sys.modules.get("py"), "__file__", "") is None:
+            del sys.modules["py"]
+        import pytest  # noqa: F401
+    finally:
+        sys.path[:] = saved
+
+
 def cases(limit=None):
-    """(name, dtype name, make) in a fixed order; make() -> (module, inputs) or None."""
+    """(name, dtype name, make) in a fixed order; make() -> [(form, module, inputs)], one per program to try."""
+    _import_pytest()
     from torch.testing._internal.common_methods_invocations import op_db
-    out = [(f"extra:{name}", "float32", (lambda fn=fn, make=make: (_Lambda(fn), make())))
+    out = [(f"extra:{name}", "float32", (lambda fn=fn, make=make: [("inputs", _Lambda(fn), make())]))
            for name, fn, make in extra_cases()]
     core = {op.split(".")[1] for op in core_ops()}
     for opinfo in op_db:
@@ -214,14 +262,14 @@ def cases(limit=None):
         supported = opinfo.supported_dtypes("cpu")
         for dtype in (torch.float32, torch.bool, torch.int64):
             if dtype in supported:
-                out.append((name, str(dtype).replace("torch.", ""), (lambda o=opinfo, d=dtype: _sample_case(o, d))))
+                out.append((name, str(dtype).replace("torch.", ""),
+                            (lambda o=opinfo, d=dtype: [p for tree in _sample_trees(o, d) for p in _programs(o, tree)])))
                 break
     return out[:limit] if limit else out
 
 
-def _half(module_and_inputs):
-    module, inputs = module_and_inputs
-    return module, tuple(t.half() if t.is_floating_point() else t for t in inputs)
+def _half(inputs):
+    return tuple(t.half() if t.is_floating_point() else t for t in inputs)
 
 
 def _is_random(op_name: str) -> bool:
@@ -236,27 +284,28 @@ def run(limit=None, log=print, checkpoint=None) -> dict:
     all_cases = cases(limit)
     for index, (name, dtype, make) in enumerate(all_cases):
         torch.manual_seed(0)
-        made = make()
-        if made is None:
-            continue
-        module, inputs = made
-        result = measure(module, inputs, dynamic=True)
-        ops = result.get("ops")
-        if not ops or set(ops) <= passed_everywhere:
-            continue  # nothing new to learn from this program
-        half = None
-        if dtype == "float32" and result.get("static") == "ok" and any(t.is_floating_point() for t in inputs):
-            try:
-                with torch.no_grad():
-                    _half(made)[0](*_half(made)[1])  # PyTorch has a float16 CPU kernel
-                half = measure(*_half(made), dynamic=False)
-            except Exception as e:
-                half = {"export": _short(e)}
-        _record(rows, name, dtype, result, half, passed_everywhere)
+        passed_as_inputs = False
+        for form, module, inputs in make():
+            if form == "weights" and passed_as_inputs:
+                continue  # the sample passed with every tensor an input: constants add nothing
+            result = measure(module, inputs)
+            ops = result.get("ops")
+            if not ops or set(ops) <= passed_everywhere:
+                continue  # nothing new to learn from this program
+            passed_as_inputs = form == "inputs" and result.get("static") == "ok"
+            half = None
+            if dtype == "float32" and result.get("static") == "ok" and any(t.is_floating_point() for t in inputs):
+                try:
+                    with torch.no_grad():
+                        module(*_half(inputs))  # PyTorch has a float16 CPU kernel
+                    half = measure(module.half() if form == "weights" else module, _half(inputs), dynamic=False)
+                except Exception as e:
+                    half = {"export": _short(e)}
+            _record(rows, name, dtype, form, result, half, passed_everywhere)
+            log(f"[{index + 1}/{len(all_cases)} {time.perf_counter() - started:.0f}s] {name} ({dtype}, {form}): "
+                f"{', '.join(ops)} -> {'ok' if result.get('static') == 'ok' else _first_failure(result)[0]}")
         if checkpoint:
             checkpoint(rows, f"{index + 1} of {len(all_cases)}")
-        log(f"[{index + 1}/{len(all_cases)} {time.perf_counter() - started:.0f}s] {name} ({dtype}): "
-            f"{', '.join(ops)} -> {'ok' if result.get('static') == 'ok' else _first_failure(result)[0]}")
     return rows
 
 
@@ -267,16 +316,18 @@ def _first_failure(result) -> tuple:
     return None, None
 
 
-def _record(rows, case, dtype, result, half, passed_everywhere) -> None:
+def _record(rows, case, dtype, form, result, half, passed_everywhere) -> None:
     ok = all(result.get(s) == "ok" for s in ("onnx", "onnxruntime", "static"))
     for op in result["ops"]:
-        row = rows.setdefault(op, {"supported": False, "dtypes": [], "shapes": [], "cases": [], "failure": None})
+        row = rows.setdefault(op, {"supported": False, "dtypes": [], "shapes": [], "forms": [], "cases": [],
+                                   "failure": None})
         row["cases"] = sorted(set(row["cases"]) | {case})[:6]
         if ok:
             row["supported"] = True
             row["failure"] = None
             row["dtypes"] = sorted(set(row["dtypes"]) | {dtype})
-            shapes = {"static"} | ({"dynamic"} if result.get("dynamic") and result.get("dynamic") == "ok" else set())
+            row["forms"] = sorted(set(row["forms"]) | {form})
+            shapes = {"static"} | ({"dynamic"} if result.get("dynamic") == "ok" else set())
             row["shapes"] = sorted(set(row["shapes"]) | shapes)
             if half and all(half.get(s) == "ok" for s in ("onnx", "static")):
                 row["dtypes"] = sorted(set(row["dtypes"]) | {"float16"})
@@ -284,9 +335,14 @@ def _record(rows, case, dtype, result, half, passed_everywhere) -> None:
             stage, message = _first_failure(result)
             size = len(result["ops"])
             if row["failure"] is None or size < row["failure"]["ops_in_program"]:
-                row["failure"] = {"stage": stage, "message": message, "case": case, "ops_in_program": size}
+                row["failure"] = {"stage": stage, "message": message, "case": case, "form": form,
+                                  "ops_in_program": size}
         row["programs"] = row.get("programs", 0) + 1
-        if row["supported"] or row["programs"] >= 3:  # measured enough: later programs add little
+        if not ok:
+            row["failed_cases"] = sorted(set(row.get("failed_cases", [])) | {case})
+        # measured enough: it passed with plain inputs, or failed in several ops' samples (an op's own OpInfo, e.g.
+        # native_layer_norm returning all three outputs, can fail where the functional form models use passes)
+        if "inputs" in row["forms"] or len(row.get("failed_cases", [])) >= FAILED_CASES_ENOUGH:
             passed_everywhere.add(op)
 
 
@@ -302,8 +358,9 @@ def write(rows: dict, path: str, progress: str = "complete") -> None:
     }
     text = ('"""GENERATED by tools/support_matrix.py (./bazelw run //tools:support_matrix); do not edit.\n\n'
             "Per ATen op: supported (ONNX export, onnxruntime numerics and a TensorRT-RTX build all passed for some\n"
-            "program containing it), the dtypes and shapes that passed, the programs (OpInfo samples) that measured it,\n"
-            'and for an unsupported op the first failure of its smallest program."""\n\n'
+            "program containing it), the dtypes, shapes (static, dynamic batch) and forms (inputs: every tensor an\n"
+            "input; weights: only the first, the others constants) that passed, the programs (OpInfo samples) that\n"
+            'measured it, and for an unsupported op the first failure of its smallest program."""\n\n'
             f"MATRIX = {pprint.pformat(matrix, width=118, sort_dicts=False)}\n")
     with open(path + ".tmp", "w") as f:
         f.write(text)

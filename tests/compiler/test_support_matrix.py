@@ -16,13 +16,16 @@ def _program(case):
     return export_program(case.make().eval(), case.inputs(), dynamic_shapes=case.dynamic_shapes), case.inputs()
 
 
-def test_every_table_op_is_exercised_by_a_case():
-    covered = collections.Counter()
+def test_the_measured_table_takes_every_node_of_the_model_shaped_cases():
+    """The matrix is measured on OpInfo samples; these cases are shaped like models (weights as constants, batch
+    dims, attention masks) and all build below, so the table must not refuse any of their nodes."""
+    refused = collections.Counter()
     for case in CASES:
         program, _ = _program(case)
-        covered.update(n.target for n in program.graph.nodes if support.is_compute_node(n))
-    missing = sorted(str(op) for op in support.CASE_VERIFIED if op not in covered)
-    assert not missing, f"ops in the table without a conversion test: {missing}"
+        for node in program.module().graph.nodes:
+            if support.is_compute_node(node) and support.unsupported_reason(node):
+                refused[f"{node.target} ({case.id}): {support.unsupported_reason(node)}"] += 1
+    assert not refused, f"the support table refuses nodes that convert and build: {sorted(refused)}"
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])

@@ -33,6 +33,16 @@ def _only_first_output_used(node: Node) -> Optional[str]:
     return None
 
 
+def _reduces_given_dims(node: Node) -> Optional[str]:
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", [])
+    return None if dims else "a reduction over every dim (no dim given) does not convert to ONNX"
+
+
+def _input_rank_at_least_2(node: Node) -> Optional[str]:
+    rank = node.args[0].meta["val"].dim()
+    return None if rank >= 2 else f"TensorRT's ArgMax/ArgMin needs an input of 2 or more dims, not {rank}"
+
+
 def _no_half_to_float(node: Node) -> Optional[str]:
     return "half_to_float=True is not supported" if node.args[2] else None
 
@@ -93,62 +103,9 @@ CONDITIONS = {
     aten.bitwise_or.Tensor: Rule("|, on bool", _bool_only),
     aten.bitwise_not.default: Rule("~, on bool", _bool_only),
     aten.squeeze.dims: Rule("", _squeezes_something),
-}
-
-
-# Ops converted for real by tests/compiler/test_support_matrix.py (one program each in op_cases.py): they count as
-# measured where the generated matrix has no row for them yet (an interrupted run), never against a measured failure.
-CASE_VERIFIED = {
-    # convolution, normalisation, linear algebra
-    aten.convolution.default: Rule("Conv / ConvTranspose, any groups, 1-3 spatial dims"),
-    aten._native_batch_norm_legit_no_training.default: Rule("inference batch norm", _only_first_output_used),
-    aten.native_layer_norm.default: Rule("LayerNormalization", _only_first_output_used),
-    aten.addmm.default: Rule("linear layers"),
-    aten.mm.default: Rule(),
-    aten.bmm.default: Rule("also what attention (SDPA) decomposes into"),
-    # activations
-    aten.relu.default: Rule(),
-    aten.gelu.default: Rule("approximate='none' and 'tanh'"),
-    aten.sigmoid.default: Rule("silu decomposes to x * sigmoid(x)"),
-    aten.tanh.default: Rule(),
-    aten.hardtanh.default: Rule("relu6"),
-    aten.leaky_relu.default: Rule(),
-    aten.clamp.default: Rule(),
-    aten._softmax.default: Rule("", _no_half_to_float),
-    aten._log_softmax.default: Rule("", _no_half_to_float),
-    # elementwise arithmetic and math
-    aten.add.Tensor: Rule(), aten.sub.Tensor: Rule(), aten.mul.Tensor: Rule(), aten.mul.Scalar: Rule(),
-    aten.div.Tensor: Rule(), aten.div.Tensor_mode: Rule("rounding_mode floor/trunc"),
-    aten.pow.Tensor_Scalar: Rule(), aten.pow.Tensor_Tensor: Rule(),
-    aten.sqrt.default: Rule(), aten.rsqrt.default: Rule(), aten.exp.default: Rule(), aten.log.default: Rule(),
-    aten.neg.default: Rule(), aten.abs.default: Rule(), aten.reciprocal.default: Rule(), aten.erf.default: Rule(),
-    aten.sin.default: Rule(), aten.cos.default: Rule(),
-    aten.maximum.default: Rule(), aten.minimum.default: Rule(),
-    # comparisons, masking
-    aten.eq.Scalar: Rule(), aten.eq.Tensor: Rule(), aten.ne.Scalar: Rule(), aten.lt.Scalar: Rule(),
-    aten.lt.Tensor: Rule(), aten.gt.Scalar: Rule(), aten.gt.Tensor: Rule(), aten.le.Scalar: Rule(),
-    aten.ge.Scalar: Rule(),
-    aten.logical_not.default: Rule(), aten.logical_and.default: Rule(), aten.logical_or.default: Rule(),
-    aten.bitwise_and.Tensor: Rule("&, on bool", _bool_only), aten.bitwise_or.Tensor: Rule("|, on bool", _bool_only),
-    aten.bitwise_not.default: Rule("~, on bool", _bool_only),
-    aten.where.self: Rule(),
-    # reductions
-    aten.mean.dim: Rule("also global average pooling"), aten.sum.dim_IntList: Rule(), aten.amax.default: Rule(),
-    aten.amin.default: Rule(), aten.any.dim: Rule(),
-    # shape and indexing
-    aten.view.default: Rule(), aten.permute.default: Rule(), aten.expand.default: Rule(), aten.cat.default: Rule(),
-    aten.slice.Tensor: Rule("", _positive_step), aten.select.int: Rule(), aten.gather.default: Rule(),
-    aten.index.Tensor: Rule("advanced indexing with integer tensors"), aten.unsqueeze.default: Rule(),
-    aten.squeeze.dims: Rule("", _squeezes_something), aten.split_with_sizes.default: Rule(), aten.clone.default: Rule(),
-    aten.constant_pad_nd.default: Rule(), aten.embedding.default: Rule(),
-    # pooling
-    aten.max_pool2d_with_indices.default: Rule("values only", _only_first_output_used),
-    aten.avg_pool2d.default: Rule(),
-    aten._adaptive_avg_pool2d.default: Rule("", _exact_adaptive_pool),
-    # creation and casts
-    aten._to_copy.default: Rule("dtype casts", _cast_only),
-    aten.arange.start_step: Rule("e.g. causal attention masks"),
-    aten.full.default: Rule(), aten.full_like.default: Rule(), aten.scalar_tensor.default: Rule(),
+    aten.amax.default: Rule("over given dims", _reduces_given_dims),
+    aten.amin.default: Rule("over given dims", _reduces_given_dims),
+    aten.argmax.default: Rule("inputs of 2+ dims", _input_rank_at_least_2),
 }
 
 
@@ -158,7 +115,22 @@ def _overload(name: str):
     return getattr(getattr(aten, packet, None), overload, None)
 
 
+def _later_operands_constant(node: Node) -> Optional[str]:
+    for arg in node.all_input_nodes[1:]:
+        if arg.op != "get_attr" and isinstance(arg.meta.get("val"), torch.Tensor):
+            return (f"its operand {arg.name} is computed, not a weight; TensorRT took this op only with constant "
+                    "operands (support matrix, form 'weights')")
+    return None
+
+
+def _both(first: Rule, second: Rule) -> Rule:
+    return Rule(first.note or second.note,
+                lambda node: (first.condition and first.condition(node)) or second.condition(node))
+
+
 def _measured():
+    """The matrix's rows by op, and the table: each supported op with its rule (CONDITIONS, and for an op that
+    passed only with its later operands as constants, that requirement)."""
     rows, table = {}, {}
     for name, row in MATRIX["ops"].items():
         op = _overload(name)
@@ -166,10 +138,10 @@ def _measured():
             continue
         rows[op] = row
         if row["supported"]:
-            table[op] = CONDITIONS.get(op, Rule(", ".join(row["dtypes"] + row["shapes"])))
-    for op, rule in CASE_VERIFIED.items():
-        if op not in rows:
-            table[op] = CONDITIONS.get(op, rule)
+            rule = CONDITIONS.get(op, Rule(", ".join(row["dtypes"] + row["shapes"])))
+            if "inputs" not in row.get("forms", ["inputs"]):
+                rule = _both(rule, Rule(rule.note, _later_operands_constant))
+            table[op] = rule
     return rows, table
 
 
