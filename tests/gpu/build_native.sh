@@ -2,7 +2,7 @@
 # Builds trtpack's two native pieces without Bazel, against the torch of `python3` (for the GPU machine, which has
 # g++ and torch but no Bazel): core/_trtpack_core.so (pybind11, from torch's bundled headers) and
 # runtime/libtorchtrt_runtime.so (no TensorRT SDK: the Python executor serves CUDA). Output: $1 (default
-# build-native/), which TRTPACK_LIB_DIR then names. Extra headers (nlohmann/json, openssl) may come from
+# build-native/), which TRTPACK_LIB_DIR then names. Extra headers (nlohmann/json, openssl, xxhash.h) may come from
 # $TRTPACK_EXTRA_INCLUDE when the machine lacks them.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -16,7 +16,7 @@ print(os.path.dirname(torch.__file__), int(torch.compiled_with_cxx11_abi()), sys
 version=$(sed -n 's/^TRTPACK_VERSION = "\(.*\)"/\1/p' version.bzl)
 inc=(-I. -I"$torch_dir/include" -I"$torch_dir/include/torch/csrc/api/include" -I"$pyinc")
 [ -n "${TRTPACK_EXTRA_INCLUDE:-}" ] && inc+=(-I"$TRTPACK_EXTRA_INCLUDE")
-flags=(-std=c++20 -O2 -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -DTRTPACK_VERSION="\"$version\"" -w)
+flags=(-std=c++20 -O2 -fPIC -D_GLIBCXX_USE_CXX11_ABI="$abi" -DTRTPACK_VERSION="\"$version\"" -DXXH_INLINE_ALL -w)
 crypto=$(ls /usr/lib/x86_64-linux-gnu/libcrypto.so* /lib/x86_64-linux-gnu/libcrypto.so* 2>/dev/null | head -1 || true)
 [ -n "$crypto" ] || crypto=$($py -c 'import _ssl; print(_ssl.__file__)' | xargs ldd | awk '/libcrypto/ {print $3}')
 core=(core/engine_record.cc core/upgraders.cc core/validate.cc core/dim_expr.cc core/plan_header.cc core/compatibility.cc)
