@@ -76,3 +76,29 @@ def test_a_failure_inside_torch_decompositions_names_stage_op_and_line(monkeypat
         decomposition.decompose(program)
     assert isinstance(info.value.__cause__, ValueError)
     assert "Cannot view" in str(info.value)
+
+
+class TiedWeights(nn.Module):
+    """One weight read by two ops of one region, as a language model's tied embedding and output head are."""
+
+    def __init__(self):
+        super().__init__()
+        self.embed = nn.Embedding(16, 8)
+        self.head = nn.Linear(8, 16, bias=False)
+        self.head.weight = self.embed.weight
+
+    def forward(self, ids):
+        return self.head(torch.tanh(self.embed(ids))).softmax(-1)
+
+
+def test_a_weight_shared_by_two_ops_of_a_region_is_one_input_of_its_engine():
+    import trtpack
+
+    torch.manual_seed(0)
+    model, ids = TiedWeights().eval(), torch.randint(0, 16, (2, 5))
+    module = trtpack.compile(model, (ids,), targets=["sm86"], min_block_size=1, fallback=True, verify=True,
+                             cache=False)
+    summary = module.meta["trtpack_summary"]
+    assert len(summary["regions"]) == 1 and not summary["left_in_pytorch"]
+    assert summary["regions"][0]["max_abs_error"] is not None  # its ONNX model ran in onnxruntime against PyTorch
+    torch.testing.assert_close(module(ids), model(ids))  # the fallback reference here: no engine runs on a CPU

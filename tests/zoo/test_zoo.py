@@ -23,6 +23,9 @@ def test_model_round_trips_without_its_library(entry, fallback, tmp_path):
     report = harness.compile_model(entry, fallback=fallback, formats=FORMATS, folder=str(tmp_path))
     summary = report["summary"]
     assert summary["regions"], f"{entry.name}: no engine at all; left in PyTorch: {summary['left_in_pytorch'][:5]}"
+    # issue 13's bar: a model whose whole-model ONNX export builds in TensorRT-RTX is one engine, nothing left out
+    assert len(summary["regions"]) == 1 and summary["ops_in_pytorch"] == 0, \
+        f"{entry.name}: {len(summary['regions'])} engines; left in PyTorch: {summary['left_in_pytorch'][:5]}"
     for region in summary["regions"]:
         assert region["max_abs_error"] is not None  # verify=True: onnxruntime matched PyTorch on each region
     for suffix, result in report["artifacts"].items():

@@ -32,7 +32,11 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
     graph, env, specs, state, constants = torch.fx.Graph(), {}, [], {}, {}
     buffers = dict(region.named_buffers())
     nodes = list(region.graph.nodes)
+    lifted_targets = {}  # one input per weight: partitioning gives each user its own get_attr of a shared weight
     for node in (n for n in nodes if n.op == "get_attr"):
+        if node.target in lifted_targets:
+            env[node] = lifted_targets[node.target]
+            continue
         value = operator.attrgetter(node.target)(region)
         lifted = graph.placeholder("w_" + node.target.replace(".", "_"))
         lifted.meta = dict(node.meta)
@@ -46,7 +50,7 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
             kind, persistent = InputKind.CONSTANT_TENSOR, None
             constants[node.target] = value
         specs.append(InputSpec(kind, TensorArgument(lifted.name), node.target, persistent=persistent))
-        env[node] = lifted
+        env[node] = lifted_targets[node.target] = lifted
     for node in (n for n in nodes if n.op == "placeholder"):
         env[node] = graph.placeholder(node.name)
         env[node].meta = dict(node.meta)

@@ -43,7 +43,8 @@ class EngineCall(torch.nn.Module):
         """torch.cond(engine_usable, engine, reference) through the higher-order op itself: torch.cond would first
         compile both branches with dynamo, which the re-export's own trace does not need (most of its time). The raw
         op does not lift what a branch reads from the module, so the plan and the reference's weights are operands."""
-        names = [n.target for n in self.reference.graph.nodes if n.op == "get_attr"]
+        # each weight once: a weight two ops share has one get_attr per user after partitioning
+        names = list(dict.fromkeys(n.target for n in self.reference.graph.nodes if n.op == "get_attr"))
         weights = [operator.attrgetter(name)(self.reference) for name in names]
         count = len(names)
 
