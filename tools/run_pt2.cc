@@ -89,7 +89,8 @@ int run(const Options& o) {
   timing["device"] = device.str();
   if (!o.outputs.empty()) {
     std::vector<trtpack::tensor_io::NamedTensor> named_outputs;
-    for (size_t i = 0; i < outputs.size(); ++i) named_outputs.push_back({"output_" + std::to_string(i), outputs[i]});
+    const auto names = trtpack::run_pt2::output_names(outputs.size(), metadata);
+    for (size_t i = 0; i < outputs.size(); ++i) named_outputs.push_back({names[i], outputs[i]});
     trtpack::tensor_io::write_safetensors(o.outputs, named_outputs);
   }
   if (!o.timing.empty()) {

@@ -5,6 +5,7 @@
 #include <algorithm>
 #include <cmath>
 #include <numeric>
+#include <set>
 
 namespace trtpack::run_pt2 {
 
@@ -15,7 +16,8 @@ const char kUsage[] =
     "Runs an AOTInductor package (made by trtpack.save(..., 'x.pt2') or trtpack.artifacts.pt2.package) with\n"
     "libtorch and libtorchtrt_runtime only. Inputs are read from a safetensors file whose tensors are\n"
     "named input_0 .. input_{N-1} (the program's inputs, flattened in order); outputs are written as\n"
-    "output_0 .. output_{M-1}. Timing of the N iterations (after the warmup ones) is printed as JSON.\n";
+    "output_0 .. output_{M-1}, or by the names the package records for a model-defined output structure\n"
+    "(dict keys, dataclass fields). Timing of the N iterations (after the warmup ones) is printed as JSON.\n";
 
 namespace {
 
@@ -159,6 +161,21 @@ nlohmann::json timing_summary(std::vector<double> times_ms) {
           {"p90_ms", percentile(90)},
           {"min_ms", times_ms.front()},
           {"max_ms", times_ms.back()}};
+}
+
+std::vector<std::string> output_names(size_t count, const std::unordered_map<std::string, std::string>& metadata) {
+  std::vector<std::string> names;
+  for (size_t i = 0; i < count; ++i) names.push_back("output_" + std::to_string(i));
+  auto it = metadata.find(kOutputsMetadataKey);
+  if (it == metadata.end()) return names;
+  nlohmann::json list = nlohmann::json::parse(it->second, nullptr, /*allow_exceptions=*/false);
+  if (!list.is_array() || list.size() != count) return names;
+  std::set<std::string> seen;
+  for (const auto& name : list)
+    if (!name.is_string() || name.get<std::string>().empty() || !seen.insert(name.get<std::string>()).second)
+      return names;
+  for (size_t i = 0; i < count; ++i) names[i] = list[i].get<std::string>();
+  return names;
 }
 
 }  // namespace trtpack::run_pt2

@@ -56,6 +56,13 @@ constexpr const char kInputsMetadataKey[] = "trtpack.inputs";
 void check_inputs(const std::vector<at::Tensor>& inputs, std::optional<size_t> expected_count,
                   const std::unordered_map<std::string, std::string>& metadata);
 
+// Key of the metadata entry naming each flattened output (a JSON list of strings, trtpack.artifacts.pt2.output_names).
+constexpr const char kOutputsMetadataKey[] = "trtpack.outputs";
+
+// The name of each of `count` outputs in the outputs file: the package's trtpack.outputs names when it has one name
+// per output, all distinct and non-empty; otherwise output_0 .. output_{count-1}.
+std::vector<std::string> output_names(size_t count, const std::unordered_map<std::string, std::string>& metadata);
+
 // {"iterations", "mean_ms", "p50_ms", "p90_ms", "min_ms", "max_ms"} from per-iteration times in ms.
 nlohmann::json timing_summary(std::vector<double> times_ms);
 

@@ -121,3 +121,19 @@ TEST(TimingSummary, NearestRankPercentiles) {
 
 }  // namespace
 }  // namespace trtpack::run_pt2
+
+namespace trtpack::run_pt2 {
+namespace {
+
+TEST(OutputNames, UsesThePackagesNamesOnlyWhenTheyFitEveryOutput) {
+  using Meta = std::unordered_map<std::string, std::string>;
+  EXPECT_EQ(output_names(2, Meta{}), (std::vector<std::string>{"output_0", "output_1"}));
+  EXPECT_EQ(output_names(2, Meta{{kOutputsMetadataKey, R"(["last_hidden_state","pooler_output"])"}}),
+            (std::vector<std::string>{"last_hidden_state", "pooler_output"}));
+  for (const char* bad : {R"(["a"])", R"(["a","a"])", R"(["a",""])", R"(["a",3])", "not json", R"({"a":1})"})
+    EXPECT_EQ(output_names(2, Meta{{kOutputsMetadataKey, bad}}), (std::vector<std::string>{"output_0", "output_1"}))
+        << bad;
+}
+
+}  // namespace
+}  // namespace trtpack::run_pt2

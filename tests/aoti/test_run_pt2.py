@@ -221,3 +221,28 @@ def test_package_rejects_bad_arguments(model, tmp_path):
         pt2.package(model, tmp_path / "m.pt2", arg_inputs=example[0])
     with pytest.raises(trtpack.FormatError, match="does not exist"):
         pt2.package(model, tmp_path / "no_dir" / "m.pt2", arg_inputs=example)
+
+
+class DictOut(torch.nn.Module):
+    def forward(self, x):
+        return {"scores": torch.relu(x) * 2, "total": x.sum(dim=1)}
+
+
+def test_run_pt2_names_outputs_by_the_models_keys(tmp_path):
+    from safetensors.torch import load_file
+
+    path = tmp_path / "dict_out.pt2"
+    timed("AOTI package (dict outputs)", pt2.package, DictOut(), path, arg_inputs=(torch.randn(2, 4),))
+    assert json.loads(pt2.load(path).get_metadata()[pt2.OUTPUTS_METADATA_KEY]) == ["scores", "total"]
+    x = torch.randn(2, 4)
+    in_path, out_path = _write(tmp_path, {"input_0": x}), str(tmp_path / "out.safetensors")
+    proc = run([binary("tools/run_pt2"), str(path), "--inputs", in_path, "--outputs", out_path])
+    assert proc.returncode == 0, proc.stderr
+    got = load_file(out_path)
+    assert sorted(got) == ["scores", "total"]
+    torch.testing.assert_close(got["scores"], DictOut()(x)["scores"])
+    torch.testing.assert_close(got["total"], DictOut()(x)["total"])
+
+
+def test_positional_outputs_keep_their_positions_as_names(package):
+    assert json.loads(pt2.load(package).get_metadata()[pt2.OUTPUTS_METADATA_KEY]) == ["output_0", "output_1"]

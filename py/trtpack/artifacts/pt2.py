@@ -23,6 +23,7 @@ from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
 INPUTS_METADATA_KEY = "trtpack.inputs"
+OUTPUTS_METADATA_KEY = "trtpack.outputs"
 
 
 def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=None,
@@ -149,7 +150,29 @@ def _metadata(ep):
     specs = input_specs(ep)
     if specs is not None:
         meta[INPUTS_METADATA_KEY] = json.dumps(specs, separators=(",", ":"))
+    meta[OUTPUTS_METADATA_KEY] = json.dumps(output_names(ep), separators=(",", ":"))
     return meta
+
+
+def output_names(ep) -> list:
+    """A name per flattened output, from the program's output structure, so a C++ caller (//tools:run_pt2) keeps
+    what a model-defined output type (a dataclass, ModelOutput, dict) calls each tensor: "last_hidden_state",
+    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}."""
+    from torch.utils import _pytree as pytree
+
+    out_spec = ep.call_spec.out_spec
+    paths = [path for path, _ in pytree.tree_flatten_with_path(pytree.tree_unflatten(
+        list(range(out_spec.num_leaves)), out_spec))[0]] if out_spec is not None else []
+    def part(key):
+        for attribute in ("key", "name", "idx"):
+            if hasattr(key, attribute):
+                return str(getattr(key, attribute))
+        return str(key)
+    names = [".".join(part(k) for k in path) for path in paths]
+    positional = all(isinstance(k, pytree.SequenceKey) for path in paths for k in path)
+    if positional or len(set(names)) != len(names) or not all(names):
+        return [f"output_{i}" for i in range(len(paths))]
+    return names
 
 
 def _check_device_available(values):
