@@ -246,3 +246,25 @@ def test_run_pt2_names_outputs_by_the_models_keys(tmp_path):
 
 def test_positional_outputs_keep_their_positions_as_names(package):
     assert json.loads(pt2.load(package).get_metadata()[pt2.OUTPUTS_METADATA_KEY]) == ["output_0", "output_1"]
+
+
+class Pair:
+    """A model-defined output type registered without key paths (no flatten_with_keys_fn), as some libraries do."""
+
+    def __init__(self, scores, total):
+        self.scores, self.total = scores, total
+
+
+torch.utils._pytree.register_pytree_node(
+    Pair, lambda p: ([p.scores, p.total], ["scores", "total"]), lambda values, keys: Pair(*values),
+    serialized_type_name="tests.aoti.test_run_pt2.Pair")
+
+
+class PairOut(torch.nn.Module):
+    def forward(self, x):
+        return Pair(torch.relu(x), x.sum(dim=1))
+
+
+def test_output_names_come_from_the_output_structure_even_without_key_paths():
+    program = torch.export.export(PairOut(), (torch.randn(2, 4),), strict=False)
+    assert pt2.output_names(program) == ["scores", "total"]

@@ -151,7 +151,7 @@ ZOO = [
     Entry("timm_swin", "timm transformer", "timm", timm_swin, ci=False),
     Entry("bert", "transformers encoder", "transformers", bert),
     Entry("llama", "transformers decoder (causal mask)", "transformers", llama),
-    Entry("gpt2", "transformers decoder (causal mask)", "transformers", gpt2, ci=False),
+    Entry("gpt2", "transformers decoder (causal mask)", "transformers", gpt2),
     Entry("t5", "transformers encoder-decoder", "transformers", t5, ci=False),
     Entry("wav2vec2", "transformers audio encoder", "transformers", wav2vec2, ci=False),
     Entry("whisper_encoder", "transformers audio encoder", "transformers", whisper_encoder, ci=False),

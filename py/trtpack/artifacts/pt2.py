@@ -157,22 +157,33 @@ def _metadata(ep):
 def output_names(ep) -> list:
     """A name per flattened output, from the program's output structure, so a C++ caller (//tools:run_pt2) keeps
     what a model-defined output type (a dataclass, ModelOutput, dict) calls each tensor: "last_hidden_state",
-    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}."""
-    from torch.utils import _pytree as pytree
-
+    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}. Read from the
+    TreeSpec itself (its context holds the keys), so a type registered without key paths names its outputs too."""
     out_spec = ep.call_spec.out_spec
-    paths = [path for path, _ in pytree.tree_flatten_with_path(pytree.tree_unflatten(
-        list(range(out_spec.num_leaves)), out_spec))[0]] if out_spec is not None else []
-    def part(key):
-        for attribute in ("key", "name", "idx"):
-            if hasattr(key, attribute):
-                return str(getattr(key, attribute))
-        return str(key)
-    names = [".".join(part(k) for k in path) for path in paths]
-    positional = all(isinstance(k, pytree.SequenceKey) for path in paths for k in path)
+    if out_spec is None:
+        return []
+    paths = list(_leaf_paths(out_spec, ()))
+    names = [".".join(str(part) for part in path) for path in paths]
+    positional = all(isinstance(part, int) for path in paths for part in path)
     if positional or len(set(names)) != len(names) or not all(names):
         return [f"output_{i}" for i in range(len(paths))]
     return names
+
+
+def _leaf_paths(spec, path):
+    if spec.is_leaf():
+        yield path
+        return
+    children = spec.children_specs
+    keys = spec.context
+    if isinstance(keys, (list, tuple)) and len(keys) == len(children) and all(isinstance(k, str) for k in keys):
+        parts = list(keys)  # dict keys, ModelOutput / dataclass fields
+    elif isinstance(getattr(spec, "type", None), type) and hasattr(spec.type, "_fields"):
+        parts = list(spec.type._fields)  # a namedtuple
+    else:
+        parts = list(range(len(children)))
+    for part, child in zip(parts, children):
+        yield from _leaf_paths(child, path + (part,))
 
 
 def _check_device_available(values):

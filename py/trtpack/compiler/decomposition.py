@@ -1,5 +1,7 @@
 """torch's core-ATen decompositions, with their failures in words: the stage, the op being decomposed and the model's
 source line, with torch's own error kept as the cause."""
+import operator
+
 import torch
 
 from trtpack.errors import UnsupportedGraphError
@@ -23,12 +25,70 @@ def _user_line(node) -> str:
     return frames[-1] if frames else "(no source location recorded)"
 
 
+def _alias_root(graph: torch.fx.Graph):
+    """node -> a representative of the tensors it may share memory with (views and in-place results of it, by the
+    ops' schemas, and getitem of a multi-output view)."""
+    parent = {}
+
+    def find(node):
+        while parent.get(node, node) is not node:
+            node = parent[node]
+        return node
+
+    for node in graph.nodes:
+        target = node.target
+        if node.op == "call_function" and target is operator.getitem and isinstance(node.args[0], torch.fx.Node):
+            parent[find(node)] = find(node.args[0])
+        elif isinstance(target, torch._ops.OpOverload) and any(r.alias_info for r in target._schema.returns):
+            for arg, formal in zip(node.args, target._schema.arguments):
+                if formal.alias_info is not None and isinstance(arg, torch.fx.Node):
+                    parent[find(node)] = find(arg)
+    return find
+
+
+def _reshapable_views(program: torch.export.ExportedProgram) -> list:
+    """The aten.view nodes of `program` that a reshape can stand in for: no tensor sharing their memory is ever
+    written in place. A decomposition can give a tensor strides its eager op never has (e.g. SDPA's math form), so a
+    later view that ran in eager cannot view it; reshape copies where it must and is otherwise the same op."""
+    root = _alias_root(program.graph)
+    written = set()
+    for node in program.graph.nodes:
+        if isinstance(node.target, torch._ops.OpOverload) and node.target._schema.is_mutable:
+            for arg, formal in zip(node.args, node.target._schema.arguments):
+                if formal.alias_info is not None and formal.alias_info.is_write and isinstance(arg, torch.fx.Node):
+                    written.add(root(arg))
+    return [n for n in program.graph.nodes if n.target is torch.ops.aten.view.default and root(n) not in written]
+
+
+def _decompose_with_views_as_reshapes(program: torch.export.ExportedProgram):
+    """run_decompositions with the reshapable views as reshapes, or None; `program` itself is left as it was."""
+    views = _reshapable_views(program)
+    if not views:
+        return None
+    try:
+        for node in views:
+            node.target = torch.ops.aten.reshape.default
+        program.graph_module.recompile()
+        return program.run_decompositions()
+    except Exception:  # noqa: BLE001  (the caller reports the first error)
+        return None
+    finally:
+        for node in views:
+            node.target = torch.ops.aten.view.default
+        program.graph_module.recompile()
+
+
 def decompose(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
-    """program.run_decompositions(); a failure inside torch raises UnsupportedGraphError."""
+    """program.run_decompositions(); a failure inside torch raises UnsupportedGraphError. A view that fails only
+    because of the strides a decomposition produced is retried once as a reshape (_decompose_with_views_as_reshapes)."""
     try:
         return program.run_decompositions()
     except Exception as error:  # torch raises ValueError, RuntimeError, TorchRuntimeError...: all mean the same here
         node = failing_node(error)
+        if node is not None and node.target is torch.ops.aten.view.default:
+            retried = _decompose_with_views_as_reshapes(program)
+            if retried is not None:
+                return retried
         op = str(node.target) if node is not None else "an unknown op"
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise UnsupportedGraphError(
