@@ -86,8 +86,7 @@ def check(fd: int, size: int, path: str, verify: bool = True) -> Checked:
         byte_buffers = {}
         for folder, stem in PAYLOADS.items():
             config = _json(path, small[f"{folder}model_{'weights' if stem == 'weight' else 'constants'}_config.json"])
-            _check_payloads(path, folder, stem, config, entries)
-            byte_buffers.update(_byte_buffers(folder, config, entries))
+            byte_buffers.update(_check_payloads(path, folder, stem, config, entries))
         model = _json(path, small["models/model.json"])
         _check_model(path, model)
         if "data/sample_inputs/model.pt" in entries:
@@ -99,21 +98,6 @@ def check(fd: int, size: int, path: str, verify: bool = True) -> Checked:
     except zip_layout.LayoutError as e:
         raise refuse(path, str(e)) from None
     return Checked(specs_in_archive_json(model), byte_buffers, fd)
-
-
-def _byte_buffers(folder: str, config: dict, entries: dict) -> dict:
-    """Payload key -> entry, for payloads stored as a 1-D uint8 tensor over a whole entry of their own."""
-    import torch
-    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
-
-    found = {}
-    for key, payload in config["config"].items():
-        meta = payload["tensor_meta"]
-        if _SERIALIZE_TO_TORCH_DTYPE[meta["dtype"]] is torch.uint8 and len(meta["sizes"]) == 1 and meta["storage_offset"]["as_int"] == 0:
-            entry = entries[folder + payload["path_name"]]
-            if meta["sizes"][0]["as_int"] == entry.size:
-                found[key] = entry
-    return found
 
 
 def _entries(path: str, layout: list) -> dict:
@@ -146,7 +130,9 @@ def _json(path: str, data: bytes):
         raise refuse(path, f"a JSON entry is not valid JSON of 64-bit integers ({str(e)[:120]})") from None
 
 
-def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) -> None:
+def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) -> dict:
+    """Refuses payloads that are not plain tensors within their entry; returns payload key -> entry for each 1-D
+    uint8 tensor over a whole entry of its own (an engine plan, or another byte buffer)."""
     import torch
     from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
 
@@ -155,6 +141,7 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
         raise refuse(path, f"{folder} config has no 'config' object")
     stored = {name for name in entries if name.startswith(folder + stem + "_")}
     named = set()  # torch stores a storage once, so tensors that share one (tied weights) name the same entry
+    byte_buffers = {}
     for key, payload in items.items():
         if not isinstance(payload, dict) or payload.get("use_pickle") is not False:
             raise refuse(path, f"{folder} payload {key!r} is stored as a pickle (use_pickle), which would run code")
@@ -173,8 +160,11 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
             raise refuse(path, f"{folder} payload {key!r} has no static tensor_meta (dtype, sizes, strides)") from None
         _check_extent(path, key, dtype.itemsize if isinstance(dtype, torch.dtype) else 0, sizes, strides, offset,
                       entries[name].size)
+        if dtype is torch.uint8 and sizes == [entries[name].size] and offset == 0:
+            byte_buffers[key] = entries[name]
     if stored - named:
         raise refuse(path, f"{sorted(stored - named)[0]!r} is in the archive but no payload config names it")
+    return byte_buffers
 
 
 def _check_extent(path: str, key: str, itemsize: int, sizes: list, strides: list, offset: int, stored: int) -> None:
