@@ -243,20 +243,22 @@ def raw_edit(valid, tmp, edit):
     return path
 
 
-@case("ep_bad_crc", "a byte of a reference weight flipped in place (its entry's CRC-32 no longer matches)")
-def _(valid, tmp, marker):
+def flip_byte(valid, tmp, anchor: bytes, offset: int):
+    """The valid archive with one bit flipped in place, `offset` bytes after the first `anchor`."""
     def flip(data):
-        data[data.index(torch.arange(programs.FEATURES, dtype=torch.float32).numpy().tobytes()) + 5] ^= 1
+        data[data.index(anchor) + offset] ^= 1
         return data
     return raw_edit(valid, tmp, flip)
+
+
+@case("ep_bad_crc", "a byte of a reference weight flipped in place (its entry's CRC-32 no longer matches)")
+def _(valid, tmp, marker):
+    return flip_byte(valid, tmp, torch.arange(programs.FEATURES, dtype=torch.float32).numpy().tobytes(), 5)
 
 
 @case("ep_plan_flipped", "a byte of the plan flipped in place (CRC-32 not updated; the plan's digest is checked)")
 def _(valid, tmp, marker):
-    def flip(data):
-        data[data.index(b"vtrt") + 100] ^= 1
-        return data
-    return raw_edit(valid, tmp, flip)
+    return flip_byte(valid, tmp, b"vtrt", 100)
 
 
 @case("ep_second_central_directory", "a second zip (its own central directory) appended to the archive")
