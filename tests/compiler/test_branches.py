@@ -116,3 +116,19 @@ def test_resolve_leaves_graphs_without_an_engine_cond_alone_and_is_idempotent(co
     code = module.code
     branches.resolve(module)
     assert module.code == code and len(_decided(module)) == 1
+
+
+def test_once_decided_the_program_runs_its_graph_with_the_chosen_branch_inlined(compiled, monkeypatch):
+    model, compiled_module = compiled
+    module = branches.resolve(compiled_module._trtpack_program.module())
+    calls = []
+    decided_forward = branches.DecidedBranch.forward
+    monkeypatch.setattr(branches.DecidedBranch, "forward", lambda self, *a: calls.append(1) or decided_forward(self, *a))
+    xs = [torch.randn(b, 8) for b in (2, 5, 9)]
+    for x in xs:
+        torch.testing.assert_close(module(x), model(x))
+    assert len(calls) == 1  # the first call decides; the others run the inlined graph
+    # a traced call takes the DecidedBranch graph again, which emits the torch.cond
+    program = torch.export.export(module, (torch.randn(4, 8),), dynamic_shapes=({0: BATCH},))
+    assert torch.ops.higher_order.cond in [n.target for n in program.graph.nodes]
+    assert len(calls) == 2

@@ -3,9 +3,17 @@ mode (the cond higher-order op's dispatch), although whether an engine runs here
 device. `resolve` rewrites each such cond into a call that asks engine_usable once per device and from then on
 calls the chosen branch directly.
 
+Once every branch is decided for the devices a call's inputs are on, the module runs a copy of its graph with each
+chosen branch's ops inlined (`_inline_chosen`): a decided program then costs what the plain exported program costs,
+not an extra module call per engine.
+
 The saved artifact keeps the portable torch.cond program: trtpack.save writes the program compile recorded, and
 exporting a resolved module traces the cond again (while tracing, the branch call emits the cond op).
 """
+import functools
+import operator
+import types
+
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
@@ -19,9 +27,10 @@ class DecidedBranch(torch.nn.Module):
         self.engine_branch = engine_branch
         self.reference_branch = reference_branch
         self._chosen = {}  # device -> the chosen branch's forward
+        self.last = None  # the branch module the last (untraced) call took
 
     def forward(self, usable_inputs, plan, meta, operands):
-        if torch.compiler.is_compiling() or any(isinstance(t, FakeTensor) for t in operands):
+        if _tracing(operands):
             usable = torch.ops.trtpack.engine_usable(list(usable_inputs), plan, meta)
             return torch.ops.higher_order.cond(usable, self.engine_branch, self.reference_branch, tuple(operands))
         device = usable_inputs[0].device if usable_inputs else plan.device
@@ -29,12 +38,17 @@ class DecidedBranch(torch.nn.Module):
         if chosen is None:
             usable = bool(torch.ops.trtpack.engine_usable(list(usable_inputs), plan, meta))
             chosen = self._chosen[device] = (self.engine_branch if usable else self.reference_branch).forward
+        self.last = chosen.__self__
         return chosen(*operands)
 
     def chosen(self) -> dict:
         """{device: 'engine' | 'reference'} for every device asked so far."""
         return {device: "engine" if fn == self.engine_branch.forward else "reference"
                 for device, fn in self._chosen.items()}
+
+
+def _tracing(values) -> bool:
+    return torch.compiler.is_compiling() or any(isinstance(v, FakeTensor) for v in values)
 
 
 def _is_engine_cond(node: torch.fx.Node) -> bool:
@@ -68,4 +82,82 @@ def resolve(gm: torch.fx.GraphModule) -> torch.fx.GraphModule:
     if conds:
         gm.delete_all_unused_submodules()
         gm.recompile()
+        _run_decided_graphs(gm)
     return gm
+
+
+def _run_decided_graphs(gm: torch.fx.GraphModule) -> None:
+    """gm.forward becomes: for inputs on devices seen before, the graph with the branches chosen for them inlined;
+    else the DecidedBranch graph, which decides, and then the inlined graph is made for those devices. A region's
+    inputs are on the devices the program's inputs are on, so the program's input devices settle every verdict.
+    Calls whose devices cannot be seen at the top level (nested inputs, no tensor) and traces keep the DecidedBranch
+    graph."""
+    decided_graph = gm.forward
+    inlined = {}  # input devices -> forward of the graph with the chosen branches inlined
+
+    @functools.wraps(decided_graph)  # torch.export reads the signature to match dynamic_shapes to inputs
+    def forward(*args, **kwargs):
+        key = _input_devices(args, kwargs)
+        run = inlined.get(key)
+        if run is not None:
+            return run(*args, **kwargs)
+        result = decided_graph(*args, **kwargs)
+        if key is not None:
+            inlined[key] = _inline_chosen(gm)
+        return result
+
+    gm.forward = forward
+
+
+def _input_devices(args, kwargs):
+    devices = []
+    for value in (*args, *kwargs.values()):
+        if isinstance(value, torch.Tensor):
+            if isinstance(value, FakeTensor):
+                return None
+            devices.append(value.device)
+        elif isinstance(value, (list, tuple, dict)):
+            return None
+    if not devices or torch.compiler.is_compiling():
+        return None
+    return tuple(devices)
+
+
+def _inline_chosen(gm: torch.fx.GraphModule):
+    """gm's graph with every DecidedBranch call replaced by the ops of the branch it last took, compiled as a
+    forward of gm itself (attributes are read from gm on each call, so a later .to() is seen)."""
+    graph = torch.fx.Graph()
+    graph._codegen = gm.graph._codegen  # the program's pytree in/out handling, as in gm's own forward
+    env = {}
+    for node in gm.graph.nodes:
+        module = getattr(gm, node.target) if node.op == "call_module" else None
+        if isinstance(module, DecidedBranch):
+            operands = [env[o] for o in node.args[3]]
+            env[node] = _inline(graph, module.last, operands, f"{node.target}.{_branch_name(module)}")
+        elif node.op == "call_function" and node.target is operator.getitem and isinstance(
+                env.get(node.args[0]), tuple):
+            env[node] = env[node.args[0]][node.args[1]]
+        elif node.op == "output":
+            graph.output(torch.fx.map_arg(node.args[0], env.__getitem__))
+        else:
+            env[node] = graph.node_copy(node, env.__getitem__)
+    for node in reversed(graph.nodes):
+        if node.op == "get_attr" and not node.users:  # the plan when the reference branch was chosen
+            graph.erase_node(node)
+    compiled = torch.fx.GraphModule(gm, graph)
+    return types.MethodType(type(compiled).forward, gm)
+
+
+def _inline(graph, branch: torch.fx.GraphModule, operands, target: str):
+    """The branch's ops copied into graph on the operands (a tuple of its outputs), or one call of the branch
+    module where its graph reads attributes of its own (e.g. a nested cond's branches)."""
+    if all(n.op in ("placeholder", "call_function", "output") for n in branch.graph.nodes):
+        placeholders = [n for n in branch.graph.nodes if n.op == "placeholder"]
+        outputs = graph.graph_copy(branch.graph, dict(zip(placeholders, operands)))
+        if isinstance(outputs, (tuple, list)) and all(isinstance(o, torch.fx.Node) for o in outputs):
+            return tuple(outputs)
+    return graph.call_module(target, tuple(operands))
+
+
+def _branch_name(module: DecidedBranch) -> str:
+    return "engine_branch" if module.last is module.engine_branch else "reference_branch"
