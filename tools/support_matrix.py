@@ -1,7 +1,8 @@
 """Measures which ATen ops trtpack can hand to TensorRT, and writes py/trtpack/compiler/support_matrix.py.
 
-For the first SAMPLES_PER_OP OpInfo samples (torch.testing) of every op named after a core ATen op or in
-torch.nn.functional, and a few extra cases for ops models produce that no OpInfo sample reaches, a small program is:
+For the first SAMPLES_PER_OP OpInfo samples (torch.testing) of every op named after an op a decomposed program can hold
+(a core ATen op, or one the ONNX exporter translates whole: trtpack.compiler.decomposition) or in torch.nn.functional,
+and a few model-shaped extra cases for ops no OpInfo sample reaches, a small program is:
   1. exported with torch.export (static shapes) and decomposed exactly as trtpack.compile does;
   2. converted by the dynamo ONNX exporter (trtpack.compiler.convert.to_onnx: the bytes TensorRT would get);
   3. run by onnxruntime and compared with PyTorch (convert.verify's tolerances);
@@ -54,6 +55,19 @@ def core_ops() -> list:
         if overload is not None and torch.Tag.core in overload.tags:
             found.add(f"aten.{overload.__name__}")
     return sorted(found)
+
+
+def kept_whole_ops() -> list:
+    """The ATen overloads trtpack's decomposition leaves whole because the ONNX exporter translates them (by name)."""
+    from torch.onnx._internal.exporter import _decomp
+    from trtpack.compiler.convert import onnx_registry
+    return sorted(f"aten.{op.__name__}" for op in _decomp.get_onnx_implemented_overloads(onnx_registry())
+                  if isinstance(op, torch._ops.OpOverload) and op.namespace == "aten")
+
+
+def decomposed_ops() -> list:
+    """Every op a program decomposed by trtpack can hold: core ATen and the ops kept whole."""
+    return sorted(set(core_ops()) | set(kept_whole_ops()))
 
 
 def generator_hash() -> str:
@@ -130,7 +144,7 @@ def measure(module, inputs, dynamic=True) -> dict:
 
     "static": exported with static shapes, built with one fixed profile. "dynamic": exported again with dim 0 of the
     first input dynamic (a batch), built with a profile from 1 to 2x; measured only when static passed."""
-    from trtpack.compiler import convert
+    from trtpack.compiler import convert, support
     from trtpack.compiler.export import export_program
     result = {}
     try:
@@ -139,7 +153,7 @@ def measure(module, inputs, dynamic=True) -> dict:
         return {"export": _short(e)}
     result["export"] = "ok"
     result["ops"] = _compute_ops(program)
-    if any(_is_random(op) for op in result["ops"]):
+    if any(support.draws_random_numbers(n) for n in program.graph.nodes):
         result["onnx"] = "random sampling: an engine cannot reproduce PyTorch's random stream"
         return result
     onnx = {}
@@ -201,6 +215,8 @@ def extra_cases():
     conv = torch.nn.Conv2d(3, 4, 3, padding=1).eval()
     norm = torch.nn.LayerNorm(8).eval()
     pool = torch.nn.AdaptiveAvgPool2d((2, 2))
+    linear = torch.nn.Linear(8, 4).eval()
+    attention = _Attention(8, 2).eval()
     x4 = lambda: torch.randn(2, 3, 8, 8)
     return [
         ("batch_norm_eval", lambda x: bn(x), lambda: (x4(),)),
@@ -221,7 +237,40 @@ def extra_cases():
         ("layer_norm_weights", lambda x: norm(x), lambda: (x4(),)),
         ("amax_dim", lambda x: x.amax(-1), lambda: (x4(),)),
         ("argmax_dim", lambda x: x.argmax(-1), lambda: (x4(),)),
+        ("linear_weights", lambda x: linear(x), lambda: (torch.randn(2, 5, 8),)),
+        ("attention_block", lambda x: attention(x), lambda: (torch.randn(2, 5, 8),)),
+        ("sdpa_masked", lambda q, k, v, m: F.scaled_dot_product_attention(q, k, v, attn_mask=m),
+         lambda: (*(torch.randn(2, 2, 8, 4) for _ in range(3)), torch.randn(2, 1, 8, 8))),
+        ("gelu_tanh", lambda x: F.gelu(x, approximate="tanh"), lambda: (x4(),)),
+        # positions and masks as decoders build them from a size (factory ops: no OpInfo sample has a tensor input)
+        ("arange_positions", lambda x: x + torch.arange(x.shape[-1]), lambda: (torch.randn(2, 8),)),
+        ("arange_from_one", lambda x: x * torch.arange(1, x.shape[-1] + 1), lambda: (torch.randn(2, 8),)),
+        ("ones_triu_mask", lambda x: x.masked_fill(torch.ones(x.shape[-1], x.shape[-1]).triu(1).bool(), -1e4),
+         lambda: (torch.randn(2, 8, 8),)),
+        ("zeros_bias", lambda x: x + torch.zeros(x.shape[-1]), lambda: (torch.randn(2, 8),)),
+        ("new_ones_scale", lambda x: x * x.new_ones(x.shape[-1]), lambda: (torch.randn(2, 8),)),
     ]
+
+
+class _Attention(torch.nn.Module):
+    """A transformer layer as models write it by hand: fused qkv projection, per-head matmul attention, residual
+    LayerNorm, GELU feed-forward."""
+
+    def __init__(self, hidden, heads):
+        super().__init__()
+        self.heads = heads
+        self.qkv, self.out = torch.nn.Linear(hidden, 3 * hidden), torch.nn.Linear(hidden, hidden)
+        self.norm = torch.nn.LayerNorm(hidden)
+        self.ffn = torch.nn.Sequential(torch.nn.Linear(hidden, 2 * hidden), torch.nn.GELU(),
+                                       torch.nn.Linear(2 * hidden, hidden))
+
+    def forward(self, x):
+        batch, seq, hidden = x.shape
+        q, k, v = self.qkv(x).view(batch, seq, 3, self.heads, hidden // self.heads).permute(2, 0, 3, 1, 4).unbind(0)
+        weights = torch.softmax(q @ k.transpose(-2, -1) / (hidden // self.heads) ** 0.5, dim=-1)
+        context = (weights @ v).transpose(1, 2).reshape(batch, seq, hidden)
+        x = self.norm(x + self.out(context))
+        return x + self.ffn(x)
 
 
 class _Lambda(torch.nn.Module):
@@ -252,13 +301,13 @@ def cases(limit=None):
     from torch.testing._internal.common_methods_invocations import op_db
     out = [(f"extra:{name}", "float32", (lambda fn=fn, make=make: [("inputs", _Lambda(fn), make())]))
            for name, fn, make in extra_cases()]
-    core = {op.split(".")[1] for op in core_ops()}
+    core = {op.split(".")[1] for op in decomposed_ops()}
     for opinfo in op_db:
         name = opinfo.name + (f".{opinfo.variant_test_name}" if opinfo.variant_test_name else "")
         if name.startswith(SKIPPED_PREFIXES):
             continue
         if not (opinfo.name.startswith("nn.functional.") or opinfo.name.split(".")[-1] in core):
-            continue  # neither a core ATen op's name nor a torch.nn.functional op: rarely in models
+            continue  # neither an op a decomposed program holds nor a torch.nn.functional op: rarely in models
         supported = opinfo.supported_dtypes("cpu")
         for dtype in (torch.float32, torch.bool, torch.int64):
             if dtype in supported:
@@ -270,12 +319,6 @@ def cases(limit=None):
 
 def _half(inputs):
     return tuple(t.half() if t.is_floating_point() else t for t in inputs)
-
-
-def _is_random(op_name: str) -> bool:
-    namespace, name, overload = op_name.split(".")
-    op = getattr(getattr(getattr(torch.ops, namespace, None), name, None), overload, None)
-    return op is not None and torch.Tag.nondeterministic_seeded in op.tags
 
 
 def run(limit=None, log=print, checkpoint=None) -> dict:
@@ -347,12 +390,12 @@ def _record(rows, case, dtype, form, result, half, passed_everywhere) -> None:
 
 
 def write(rows: dict, path: str, progress: str = "complete") -> None:
-    core = core_ops()
+    core, whole = core_ops(), decomposed_ops()
     matrix = {
         "programs": progress,  # "complete", or how far an interrupted run got
         "versions": installed_versions(),
         "generator_sha256": generator_hash(),
-        "core_ops_sha256": op_list_hash(core),
+        "decomposed_ops_sha256": op_list_hash(whole),
         "ops": {op: {**row, "core": op in core} for op, row in sorted(rows.items())},
         "core_not_measured": [op for op in core if op not in rows],
     }

@@ -96,7 +96,7 @@ class OnnxModel:
 
 
 @functools.lru_cache(maxsize=None)
-def _registry():
+def onnx_registry():
     """torch.onnx's op registry (torchlib); building it takes seconds, and torch.onnx.export builds it per call."""
     from torch.onnx._internal.exporter import _registration
 
@@ -104,7 +104,7 @@ def _registry():
 
 
 def to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
-    """A program already in core ATen (as trtpack's regions are) → ONNX, names and opset read from the exporter's
+    """A program already decomposed for ONNX (as trtpack's regions are, decomposition.decompose) → ONNX, names and opset read from the exporter's
     model. Uses the exporter's translation step directly: torch.onnx.export would decompose the program again."""
     quiet = io.StringIO()
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)
@@ -128,13 +128,13 @@ def _translate(program):
         from torch.onnx._internal.exporter import _core, _fx_passes
     except ImportError:  # torch moved its exporter internals: take the public path (which decomposes again)
         return torch.onnx.export(program, (), dynamo=True, verbose=False, report=False, optimize=False)
-    registry = _registry()
+    registry = onnx_registry()
     targets = {n.target for n in program.graph.nodes if n.op == "call_function" and isinstance(n.target, OpOverload)}
     if all(registry.is_registered(target) for target in targets):
         with torch.fx.experimental._config.patch(backed_size_oblivious=True):  # as the exporter's own preparation
             _fx_passes.insert_type_promotion_nodes(program.graph_module)
             program._graph_module = _fx_passes.remove_assertion_nodes(program.graph_module)
-    else:  # a core-ATen op torchlib has no function for (e.g. squeeze.dims): the exporter decomposes it further
+    else:  # an op torchlib has no function for (e.g. squeeze.dims): the exporter decomposes it further
         program = _core._prepare_exported_program_for_export(program, registry=registry)
     return _core._exported_program_to_onnx_program(program, registry=registry)
 

@@ -1,4 +1,4 @@
-"""Stage 1: a user model (or an ExportedProgram) becomes an ExportedProgram in core ATen ops.
+"""Stage 1: a user model (or an ExportedProgram) becomes an ExportedProgram decomposed for ONNX (decomposition.py).
 
 The one place trtpack turns a model into an ExportedProgram (compile, build_single_engine and save use it)."""
 import torch
@@ -10,7 +10,7 @@ from trtpack.errors import UnsupportedGraphError
 def export_program(model, arg_inputs=(), kwarg_inputs=None, *, dynamic_shapes=None,
                    decompose=True) -> torch.export.ExportedProgram:
     """`model` as an ExportedProgram: torch.export.export (non-strict) for an nn.Module, then, with `decompose`, the
-    core-ATen decompositions.
+    decompositions of trtpack.compiler.decomposition.
 
     An ExportedProgram is taken as it is: its shapes (static or dynamic) were fixed when it was exported, so a
     `dynamic_shapes` given with one is refused rather than silently ignored. For an nn.Module, `dynamic_shapes` is

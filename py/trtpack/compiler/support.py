@@ -59,6 +59,23 @@ def _positive_step(node: Node) -> Optional[str]:
     return None if isinstance(step, int) and step > 0 else f"slice step {step!r} is not a positive constant"
 
 
+def _dropout_p(node: Node):
+    return node.kwargs.get("dropout_p", node.args[4] if len(node.args) > 4 else 0.0)
+
+
+def draws_random_numbers(node: Node) -> bool:
+    """An op that samples (dropout, rand...): an engine cannot reproduce PyTorch's random stream. Attention is tagged
+    as sampling for its dropout; without dropout it computes a function of its inputs."""
+    if not isinstance(node.target, torch._ops.OpOverload) or torch.Tag.nondeterministic_seeded not in node.target.tags:
+        return False
+    return node.target is not aten.scaled_dot_product_attention.default or _dropout_p(node) != 0
+
+
+def _no_dropout(node: Node) -> Optional[str]:
+    return f"attention dropout (dropout_p={_dropout_p(node)}) samples random numbers" if draws_random_numbers(
+        node) else None
+
+
 def _exact_adaptive_pool(node: Node) -> Optional[str]:
     in_size = node.args[0].meta["val"].shape[-2:]
     out_size = node.args[1]
@@ -106,13 +123,26 @@ CONDITIONS = {
     aten.amax.default: Rule("over given dims", _reduces_given_dims),
     aten.amin.default: Rule("over given dims", _reduces_given_dims),
     aten.argmax.default: Rule("inputs of 2+ dims", _input_rank_at_least_2),
+    aten.scaled_dot_product_attention.default: Rule("without dropout", _no_dropout),
 }
+
+
+# Namespaces of the ops a decomposed program holds: ATen, and the prims some of torch's decompositions produce (the
+# ONNX exporter translates several, e.g. prims.var); the matrix measures both.
+MEASURED_NAMESPACES = ("aten", "prims")
 
 
 def _overload(name: str):
     """aten.add.Tensor -> the OpOverload, or None where this torch lacks it."""
-    _, packet, overload = name.split(".")
-    return getattr(getattr(aten, packet, None), overload, None)
+    namespace, packet, overload = name.split(".")
+    if namespace not in MEASURED_NAMESPACES:
+        return None
+    return getattr(getattr(getattr(torch.ops, namespace), packet, None), overload, None)
+
+
+def name_of(op) -> str:
+    """The matrix's name of an OpOverload: aten.add.Tensor."""
+    return f"{op.namespace}.{op.__name__}"
 
 
 def _later_operands_constant(node: Node) -> Optional[str]:
@@ -186,10 +216,10 @@ def _data_dependent_reason(node: Node) -> Optional[str]:
 def _measured_reason(target) -> str:
     row = MEASURED.get(target)
     if row is None:
-        return (f"aten.{target.__name__} is not in trtpack's support matrix (no measured program contains it; "
+        return (f"{name_of(target)} is not in trtpack's support matrix (no measured program contains it; "
                 "tools/support_matrix.py)")
     failure = row["failure"] or {}
-    return (f"aten.{target.__name__} failed the support matrix's {failure.get('stage', '?')} stage "
+    return (f"{name_of(target)} failed the support matrix's {failure.get('stage', '?')} stage "
             f"({failure.get('message', '')[:160]})")
 
 
@@ -211,10 +241,10 @@ def unsupported_reason(node: Node) -> Optional[str]:
     target = node.target
     if not isinstance(target, torch._ops.OpOverload):
         return f"{getattr(target, '__name__', target)} is a Python call, not an ATen op"
-    if target.namespace != "aten":
+    if target.namespace not in MEASURED_NAMESPACES:
         return f"custom op {target.namespace}::{target._opname} has no TensorRT conversion"
     if target._schema.is_mutable:
-        return f"aten.{target._opname} mutates its inputs"
+        return f"{target.namespace}.{target._opname} mutates its inputs"
     rule = TABLE.get(target)
     if rule is None:
         return _measured_reason(target)
