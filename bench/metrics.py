@@ -45,9 +45,9 @@ def _load_plain(path: str):
         return torch.export.load(f).module()
 
 
-def compile_model(model, inputs, targets, fallback=True, cache=False):
+def compile_model(model, inputs, targets, fallback=True, cache=False, min_block_size=5):
     return _quiet(trtpack.compile, model, inputs, dynamic_shapes=models.dynamic_shapes(), targets=targets,
-                  fallback=fallback, cache=cache)
+                  fallback=fallback, cache=cache, min_block_size=min_block_size)
 
 
 @contextlib.contextmanager
@@ -185,12 +185,12 @@ def pt2_load(compiled, plain, workdir: str, reps: int) -> dict:
 
 
 def call_overhead(iterations: int, reps: int, targets: list) -> dict:
-    """Per-call time of a small fallback=True program on CPU (engine_usable decided once, reference branch called
-    directly) against the plain exported module (torch.export.export(model).module()); eager and the torch.cond
-    program as saved (trtpack.load before resolving) are reported alongside."""
+    """Per-call time of a small fallback=True program on CPU (engine_usable decided once, then the graph with the
+    reference branch's ops inlined) against the plain exported module (torch.export.export(model).module()); eager
+    and the torch.cond program as saved (trtpack.load before resolving) are reported alongside."""
     model = models.mlp(0.1)
     inputs = models.example_inputs(model)
-    compiled = compile_model(model, inputs, targets)
+    compiled = compile_model(model, inputs, targets, min_block_size=1)  # two linears and a relu: one engine
     exported = torch.export.export(model, inputs, dynamic_shapes=models.dynamic_shapes(), strict=False).module()
 
     def loop(fn):
