@@ -110,3 +110,53 @@ def test_a_region_that_sees_only_a_derived_size_records_it_as_a_local_symbol():
     for shape in [(1, 2, 8), (3, 7, 8), (8, 16, 8)]:
         x = torch.randn(shape)
         torch.testing.assert_close(module(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+@pytest.fixture
+def assembled(monkeypatch):
+    """Records what trtpack.compiler.assemble.lowered_program returned: the program, or None (re-exported)."""
+    from trtpack.compiler import assemble
+
+    results, build = [], assemble.lowered_program
+    monkeypatch.setattr(assemble, "lowered_program", lambda *a, **k: results.append(build(*a, **k)) or results[-1])
+    return results
+
+
+@pytest.mark.parametrize("fallback", [False, True])
+def test_the_lowered_program_is_assembled_without_tracing_again(mlp, assembled, monkeypatch, tmp_path, fallback):
+    from trtpack.compiler import lower
+
+    monkeypatch.setattr(lower, "reexport", lambda *a, **k: pytest.fail("the lowered program was traced again"))
+    module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"],
+                             fallback=fallback, cache=False)
+    program = assembled[-1]
+    assert program is not None and module._trtpack_program is program
+    targets = [n.target for n in program.graph.nodes]
+    assert (torch.ops.higher_order.cond in targets) == fallback
+    expected = ["trt_region_0.plan"] if not fallback else sorted(
+        ["trt_region_0.plan"] + [f"trt_region_0.reference.{name}" for name, _ in mlp.named_parameters()])
+    assert sorted(program.state_dict) == expected  # each weight once; without fallback only the plan
+    if fallback:
+        x = torch.randn(9, 16)
+        torch.testing.assert_close(module(x), mlp(x), atol=1e-5, rtol=1e-5)
+        trtpack.save(module, tmp_path / "mlp.ep")
+        torch.testing.assert_close(trtpack.load(tmp_path / "mlp.ep")(x), mlp(x), atol=1e-5, rtol=1e-5)
+    with pytest.raises(trtpack.IncompatibleEngineError, match=r"in \[1, 32\]"):
+        module(torch.randn(33, 16))  # the ranges the engine was built for, as a re-export gives them
+
+
+def test_a_program_the_assembly_does_not_cover_is_traced_again(assembled):
+    class TransposedOut(torch.nn.Module):  # the region's output is a view with swapped strides
+        def __init__(self):
+            super().__init__()
+            self.first, self.second = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+        def forward(self, x):
+            return self.second(torch.relu(self.first(x))).t()
+
+    model = TransposedOut().eval()
+    module = trtpack.compile(model, (torch.randn(4, 8),), dynamic_shapes=({0: BATCH},), targets=["sm86"],
+                             fallback=True, min_block_size=1, cache=False)
+    assert assembled == [None]
+    x = torch.randn(6, 8)
+    torch.testing.assert_close(module(x), model(x), atol=1e-5, rtol=1e-5)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 from torch.utils import _pytree as pytree
 
-from trtpack.compiler import convert, decomposition, lower, partition as partitioning, program_cache
+from trtpack.compiler import assemble, convert, decomposition, lower, partition as partitioning, program_cache
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
@@ -124,8 +124,11 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         log.info("%s (%d ops): %s", name, sum(parts.region_ops[name].values()), timings)
 
     with progress.stage("lower"):
-        lower.replace_regions(prepared.gm, {n: (e.plan, e.meta) for n, e in engines.items()}, fallback)
-        reexported = lower.reexport(prepared.gm, prepared.program, symbols, arg_inputs, kwarg_inputs)
+        built = {n: (e.plan, e.meta) for n, e in engines.items()}
+        reexported = assemble.lowered_program(prepared.gm, prepared.program, built, fallback, symbols)
+        if reexported is None:  # a program the assembly does not cover: trace it again
+            lower.replace_regions(prepared.gm, built, fallback)
+            reexported = lower.reexport(prepared.gm, prepared.program, symbols, arg_inputs, kwarg_inputs)
         lowered = branches.resolve(reexported.module())
     lowered._trtpack_program = reexported  # what trtpack.save writes (the portable torch.cond program), no re-export
     ranges = symbols.describe() or "all sizes static"
