@@ -1,8 +1,8 @@
-"""trtpack's compiler: PyTorch program → regions → ONNX → TensorRT plans → a lowered, re-exported program.
+"""trtpack's compiler: PyTorch program → regions → ONNX → TensorRT plans → a lowered program.
 
 Stages, one module each: export → (program cache) → decompose → support + partition → convert (ONNX, verify) →
-build (plan, meta; engine cache) → lower. The model is exported and decomposed once; each region's program and ONNX
-model come from that one graph.
+build (plan, meta; engine cache) → lower (assemble). The model is exported and decomposed once; each region's program,
+its ONNX model and the lowered program come from that one graph.
 """
 import logging
 import time
@@ -125,7 +125,8 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
 
     with progress.stage("lower"):
         built = {n: (e.plan, e.meta) for n, e in engines.items()}
-        reexported = assemble.lowered_program(prepared.gm, prepared.program, built, fallback, symbols)
+        reexported = assemble.lowered_program(prepared.gm, prepared.program, built, fallback, symbols,
+                                              (arg_inputs, kwarg_inputs))
         if reexported is None:  # a program the assembly does not cover: trace it again
             lower.replace_regions(prepared.gm, built, fallback)
             reexported = lower.reexport(prepared.gm, prepared.program, symbols, arg_inputs, kwarg_inputs)

@@ -33,10 +33,11 @@ class _NotCovered(Exception):
 
 
 def lowered_program(gm: torch.fx.GraphModule, program: torch.export.ExportedProgram, engines: dict, fallback: bool,
-                    symbols) -> Optional[torch.export.ExportedProgram]:
-    """engines: region name -> (plan bytes, meta str). The program `compile` returns, or None (re-export instead)."""
+                    symbols, example_inputs: tuple) -> Optional[torch.export.ExportedProgram]:
+    """engines: region name -> (plan bytes, meta str); example_inputs: (args, kwargs), which AOTInductor needs. The
+    program `compile` returns, or None (re-export instead)."""
     try:
-        return _Assembly(gm, program, engines, fallback).build(symbols)
+        return _Assembly(gm, program, engines, fallback).build(symbols, example_inputs)
     except _NotCovered:
         return None
 
@@ -97,7 +98,7 @@ class _Assembly:
         return module
 
     # -- the graph ------------------------------------------------------------------------------------------------
-    def build(self, symbols) -> torch.export.ExportedProgram:
+    def build(self, symbols, example_inputs) -> torch.export.ExportedProgram:
         specs, state, constants = [], {}, {}
         for fqn, (kind, value, fake) in sorted(self._state().items(), key=lambda item: _KIND_ORDER[item[1][0]]):
             node = self.graph.placeholder(_PREFIX[kind] + fqn.replace(".", "_"))
@@ -124,7 +125,7 @@ class _Assembly:
         return torch.export.ExportedProgram(
             root=root, graph=self.graph, graph_signature=ExportGraphSignature(specs, outputs), state_dict=state,
             range_constraints=_compiled_ranges(self.program, symbols), module_call_graph=call_graph,
-            constants=constants)
+            example_inputs=example_inputs, constants=constants)
 
     def _copy_nodes(self) -> list:
         cond_index = 0

@@ -1,5 +1,5 @@
-"""Stage 5: replace each region by its engine call and re-export, so the result is a plain program that
-trtpack.save can export again.
+"""Stage 5, where assemble.py does not cover the program: replace each region by its engine call and re-export, so
+the result is a plain program that trtpack.save can export again.
 
 fallback=False: execute_engine(inputs, plan, meta).
 fallback=True:  torch.cond(engine_usable(inputs, plan, meta), execute_engine branch, the region's PyTorch ops).
