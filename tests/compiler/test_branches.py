@@ -132,3 +132,22 @@ def test_once_decided_the_program_runs_its_graph_with_the_chosen_branch_inlined(
     program = torch.export.export(module, (torch.randn(4, 8),), dynamic_shapes=({0: BATCH},))
     assert torch.ops.higher_order.cond in [n.target for n in program.graph.nodes]
     assert len(calls) == 2
+
+
+def test_the_inlined_graph_reads_the_current_weights_and_adds_no_state():
+    model = Square().eval()  # its own model: the program shares the model's weight tensors, and they are changed here
+    compiled_module = trtpack.compile(model, (torch.randn(4, 8),), dynamic_shapes=({0: BATCH},), targets=["sm86"],
+                                      fallback=True, min_block_size=1)
+    module = branches.resolve(compiled_module._trtpack_program.module())
+    keys = list(module.state_dict())
+    x = torch.randn(3, 8)
+    torch.testing.assert_close(module(x), model(x))  # decides
+    torch.testing.assert_close(module(x), model(x))  # inlined
+    assert list(module.state_dict()) == keys and not any("_trtpack_owner" in n for n, _ in module.named_modules())
+    reference = Square().eval()
+    reference.load_state_dict({k: v + 0.5 for k, v in reference.state_dict().items()})
+    module.load_state_dict({name: value + 0.5 if value.is_floating_point() else value
+                            for name, value in module.state_dict().items()})
+    torch.testing.assert_close(module(x), reference(x))
+    module.to(torch.float64)  # new parameter and buffer tensors: the inlined graph reads them on each call
+    torch.testing.assert_close(module(x.double()), reference.double()(x.double()))
