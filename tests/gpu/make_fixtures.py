@@ -1,6 +1,7 @@
 """Compiles the GPU suite's models where TensorRT-RTX builds (a CPU machine is enough), with the TensorRT stand-in
 requested so each region's reference program is registered by plan_sha256: writes OUT/<name>.ep, OUT/mlp.engine
-(+ .json), OUT/<name>.weights.pt (eager weights) and OUT/registry/. All compiled with fallback=False.
+(+ .json), OUT/<name>.weights.pt (eager weights) and OUT/registry/, all compiled with fallback=False; and
+OUT/mlp_fallback.ep, the mlp compiled with fallback=True (its engine_usable decides which branch runs).
 
     TRTPACK_TENSORRT_STANDIN=1 PYTHONPATH=py python -m tests.gpu.make_fixtures OUT   (from the repository root)
 """
@@ -30,6 +31,9 @@ def main(out: str) -> None:
         torch.save(model.state_dict(), os.path.join(out, f"{name}.weights.pt"))
         if name == "mlp":
             trtpack.save(compiled, os.path.join(out, "mlp.engine"))
+            with_fallback = trtpack.compile(model, (models.example_input(dtype),),
+                                            dynamic_shapes=models.dynamic_shapes(), min_block_size=1, fallback=True)
+            trtpack.save(with_fallback, os.path.join(out, "mlp_fallback.ep"))
 
 
 if __name__ == "__main__":

@@ -83,6 +83,23 @@ def test_a_compiled_program_moved_with_to_cuda_runs_its_engine_with_the_plan_on_
     assert copies == []
 
 
+def test_a_fallback_program_takes_the_engine_branch_on_cuda_and_the_reference_on_cpu(fixtures, trt):
+    from trtpack.runtime import branches
+
+    program = load(fixtures, "mlp_fallback.ep").to("cuda")
+    (decided,) = [m for m in program.modules() if isinstance(m, branches.DecidedBranch)]
+    model, dtype = eager(fixtures, "mlp")
+    before = len(trt.runs)
+    for batch in (1, 4, 16):  # the first call decides; the next two run the graph with the engine branch inlined
+        x = models.example_input(dtype, batch, "cuda")
+        torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    assert len(trt.runs) == before + 3 and decided.chosen() == {torch.device("cuda", 0): "engine"}
+    program.to("cpu")  # engine_usable is false on the CPU: the reference branch runs there
+    x = models.example_input(dtype, 4, "cpu")
+    torch.testing.assert_close(program(x), model.cpu()(x), **TOL[dtype])
+    assert len(trt.runs) == before + 3 and decided.chosen()[torch.device("cpu")] == "reference"
+
+
 def test_ep_loaded_on_cuda_in_a_fresh_process(fixtures, tmp_path):
     from trtpack.cli import roundtrip
 

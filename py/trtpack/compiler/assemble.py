@@ -20,7 +20,7 @@ from torch.export.graph_signature import (ExportGraphSignature, InputKind, Input
                                           TensorArgument)
 from torch.utils._sympy.value_ranges import ValueRanges
 
-from trtpack.compiler.lower import _has_derived_dim
+from trtpack.compiler.lower import has_derived_dim
 
 EXECUTE = torch.ops.trtpack.execute_engine.default
 USABLE = torch.ops.trtpack.engine_usable.default
@@ -173,7 +173,7 @@ class _Assembly:
         single = not isinstance(output.args[0], (tuple, list))
         results = [output.args[0]] if single else list(output.args[0])
         values = [r.meta.get("val") for r in results]
-        if not all(isinstance(v, torch.Tensor) and not _has_derived_dim(v) and is_contiguous_or_false(v)
+        if not all(isinstance(v, torch.Tensor) and not has_derived_dim(v) and is_contiguous_or_false(v)
                    for v in values):
             raise _NotCovered("a region output that is not plainly contiguous")
         inputs = [self.env[a] for a in node.args]

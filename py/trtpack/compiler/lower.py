@@ -66,7 +66,7 @@ def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> 
         output = next(n for n in region.graph.nodes if n.op == "output")
         single = not isinstance(output.args[0], (tuple, list))
         results = [output.args[0]] if single else output.args[0]
-        fresh = [_has_derived_dim(r.meta["val"]) for r in results]
+        fresh = [has_derived_dim(r.meta["val"]) for r in results]
         setattr(gm, name, EngineCall(plan, meta, region if fallback else None, single, fresh))
     # Weights now live in the regions (and their plans): drop the parent's unused copies.
     for node in list(gm.graph.nodes):
@@ -76,7 +76,7 @@ def replace_regions(gm: torch.fx.GraphModule, engines: dict, fallback: bool) -> 
     gm.recompile()
 
 
-def _has_derived_dim(value) -> bool:
+def has_derived_dim(value) -> bool:
     return any(isinstance(d, torch.SymInt) and not isinstance(d.node.expr, sympy.Symbol) for d in value.shape)
 
 

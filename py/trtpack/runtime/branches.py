@@ -160,8 +160,12 @@ def _read_from_owners(gm: torch.fx.GraphModule, graph: torch.fx.Graph) -> None:
             continue
         path, leaf = node.target.rsplit(".", 1)
         if path not in owners:
+            try:
+                owner = gm.get_submodule(path)
+            except AttributeError:  # not a module path: read as before
+                continue
             owners[path] = f"_trtpack_owner_{len(owners)}"
-            gm.__dict__[owners[path]] = gm.get_submodule(path)
+            gm.__dict__[owners[path]] = owner
         node.target = f"{owners[path]}.{leaf}"
 
 
