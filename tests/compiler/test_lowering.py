@@ -160,3 +160,17 @@ def test_a_program_the_assembly_does_not_cover_is_traced_again(assembled):
     assert assembled == [None]
     x = torch.randn(6, 8)
     torch.testing.assert_close(module(x), model(x), atol=1e-5, rtol=1e-5)
+
+
+def test_a_failing_assembly_falls_back_to_tracing_again(mlp, monkeypatch, caplog):
+    from trtpack.compiler import assemble
+
+    def broken(self, *args):
+        raise RuntimeError("an assembly bug")
+
+    monkeypatch.setattr(assemble._Assembly, "build", broken)
+    module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"],
+                             fallback=True, cache=False)
+    assert "re-exporting it instead" in caplog.text
+    x = torch.randn(5, 16)
+    torch.testing.assert_close(module(x), mlp(x), atol=1e-5, rtol=1e-5)

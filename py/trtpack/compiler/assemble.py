@@ -9,6 +9,7 @@ A program outside what this covers (state written in place, non-tensor inputs or
 names, a region output that is not plainly contiguous, modules other than regions) gives None, and the caller
 re-exports (lower.reexport).
 """
+import logging
 import operator
 from typing import Optional
 
@@ -22,6 +23,7 @@ from torch.utils._sympy.value_ranges import ValueRanges
 
 from trtpack.compiler.lower import has_derived_dim
 
+log = logging.getLogger(__name__)
 EXECUTE = torch.ops.trtpack.execute_engine.default
 USABLE = torch.ops.trtpack.engine_usable.default
 _KIND_ORDER = {InputKind.PARAMETER: 0, InputKind.BUFFER: 1, InputKind.CONSTANT_TENSOR: 2}
@@ -38,7 +40,11 @@ def lowered_program(gm: torch.fx.GraphModule, program: torch.export.ExportedProg
     program `compile` returns, or None (re-export instead)."""
     try:
         return _Assembly(gm, program, engines, fallback).build(symbols, example_inputs)
-    except _NotCovered:
+    except _NotCovered as reason:
+        log.debug("lowered program re-exported: %s", reason)
+        return None
+    except Exception:  # noqa: BLE001  (a fast path: the re-export is the general one, so a failure here costs time only)
+        log.warning("trtpack: assembling the lowered program failed; re-exporting it instead", exc_info=True)
         return None
 
 
