@@ -3,7 +3,13 @@
 #include <openssl/evp.h>
 #include <xxhash.h>
 
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
+#include <vector>
 
 namespace trtpack::core {
 namespace {
@@ -96,6 +102,64 @@ void Xxh3Stream::update(std::span<const uint8_t> bytes) {
 
 std::string Xxh3Stream::hex() const { return canonical_hex(XXH3_128bits_digest(static_cast<XXH3_state_t*>(state_))); }
 
+PlanDigest::PlanDigest(const EngineMeta& meta) : meta_(meta) {
+  if (!meta.plan_xxh3.empty()) return;
+  EVP_MD_CTX* ctx = EVP_MD_CTX_new();
+  if (ctx == nullptr || EVP_DigestInit_ex(ctx, EVP_sha256(), nullptr) != 1) {
+    EVP_MD_CTX_free(ctx);
+    throw RecordError("plan_sha256", "OpenSSL could not start a SHA-256 digest");
+  }
+  sha256_ = ctx;
+}
+
+PlanDigest::~PlanDigest() { EVP_MD_CTX_free(static_cast<EVP_MD_CTX*>(sha256_)); }
+
+void PlanDigest::update(std::span<const uint8_t> bytes) {
+  if (sha256_ == nullptr) {
+    xxh3_.update(bytes);
+  } else if (EVP_DigestUpdate(static_cast<EVP_MD_CTX*>(sha256_), bytes.data(), bytes.size()) != 1) {
+    throw RecordError("plan_sha256", "OpenSSL could not compute SHA-256");
+  }
+}
+
+void PlanDigest::check() {
+  if (sha256_ == nullptr) {
+    std::string actual = xxh3_.hex();
+    if (actual != meta_.plan_xxh3)
+      throw RecordError("plan_xxh3", "the plan's XXH3-128 is " + actual + " but the record says " + meta_.plan_xxh3 +
+                                         ": the plan bytes were changed or damaged; re-export the engine");
+    return;
+  }
+  unsigned char bytes[32];
+  unsigned int length = 0;
+  if (EVP_DigestFinal_ex(static_cast<EVP_MD_CTX*>(sha256_), bytes, &length) != 1 || length != 32)
+    throw RecordError("plan_sha256", "OpenSSL could not compute SHA-256");
+  std::string actual = hex_of(bytes, sizeof bytes);
+  if (actual != meta_.plan_sha256)
+    throw RecordError("plan_sha256", "the plan's SHA-256 is " + actual + " but the record says " + meta_.plan_sha256 +
+                                         ": the plan bytes were changed or damaged; re-export the engine");
+}
+
+void check_plan_digest_fd(const EngineMeta& meta, int fd, uint64_t offset) {
+  constexpr size_t kChunk = size_t{8} << 20;
+  std::vector<uint8_t> buffer(std::min<uint64_t>(kChunk, std::max<uint64_t>(meta.plan_size, 1)));
+  PlanDigest digest(meta);
+  uint64_t done = 0;
+  while (done < meta.plan_size) {
+    size_t want = static_cast<size_t>(std::min<uint64_t>(buffer.size(), meta.plan_size - done));
+    ssize_t got = pread(fd, buffer.data(), want, static_cast<off_t>(offset + done));
+    if (got < 0 && errno == EINTR) continue;
+    if (got < 0)
+      throw RecordError("plan", std::string("cannot be read (") + std::strerror(errno) + "); check the file and load again");
+    if (got == 0)
+      throw RecordError("plan_size", "the record says " + std::to_string(meta.plan_size) + " bytes but the file ends after " +
+                                         std::to_string(done) + ": the plan is truncated; re-export the engine");
+    digest.update({buffer.data(), static_cast<size_t>(got)});
+    done += static_cast<uint64_t>(got);
+  }
+  digest.check();
+}
+
 void check_plan(const EngineMeta& meta, std::span<const uint8_t> plan, bool verify_hash) {
   if (plan.size() != meta.plan_size)
     throw RecordError("plan_size", "the record says " + std::to_string(meta.plan_size) + " bytes but the plan has " +
@@ -115,16 +179,10 @@ void check_plan(const EngineMeta& meta, std::span<const uint8_t> plan, bool veri
                                        join(h.targets) + " (mask " + hex(h.target_mask) +
                                        "): the plan and the record do not belong together; re-export the engine");
   }
-  if (verify_hash && !meta.plan_xxh3.empty()) {
-    std::string actual = xxh3_hex(plan);
-    if (actual != meta.plan_xxh3)
-      throw RecordError("plan_xxh3", "the plan's XXH3-128 is " + actual + " but the record says " + meta.plan_xxh3 +
-                                         ": the plan bytes were changed or damaged; re-export the engine");
-  } else if (verify_hash) {
-    std::string actual = sha256_hex(plan);
-    if (actual != meta.plan_sha256)
-      throw RecordError("plan_sha256", "the plan's SHA-256 is " + actual + " but the record says " + meta.plan_sha256 +
-                                           ": the plan bytes were changed or damaged; re-export the engine");
+  if (verify_hash) {
+    PlanDigest digest(meta);
+    digest.update(plan);
+    digest.check();
   }
 }
 

@@ -51,9 +51,29 @@ class Xxh3Stream {
   void* state_;  // XXH3_state_t, kept out of this header
 };
 
+// The record's digest rule, written once: XXH3-128 against plan_xxh3 where the record has it (format 1.1+), else
+// SHA-256 against plan_sha256. Fed in pieces; check() throws RecordError naming that field when they differ.
+class PlanDigest {
+ public:
+  explicit PlanDigest(const EngineMeta& meta);
+  ~PlanDigest();
+  PlanDigest(const PlanDigest&) = delete;
+  PlanDigest& operator=(const PlanDigest&) = delete;
+  void update(std::span<const uint8_t> bytes);
+  void check();
+
+ private:
+  const EngineMeta& meta_;
+  Xxh3Stream xxh3_;
+  void* sha256_ = nullptr;  // EVP_MD_CTX, only for records without plan_xxh3
+};
+
+// PlanDigest over meta.plan_size bytes read with pread from `fd` at `offset` (a plan file streamed through the
+// page cache rather than mapped). Throws RecordError("plan", ...) when the file ends early or cannot be read.
+void check_plan_digest_fd(const EngineMeta& meta, int fd, uint64_t offset);
+
 // Plan bytes vs record: size always; for backend "tensorrt_rtx" also the header (magic, size,
-// version == backend_version, targets == record targets); with verify_hash, the digest: plan_xxh3
-// where the record has it (format 1.1+), else plan_sha256. Throws RecordError naming the field that
+// version == backend_version, targets == record targets); with verify_hash, PlanDigest over the bytes. Throws RecordError naming the field that
 // disagrees.
 void check_plan(const EngineMeta& meta, std::span<const uint8_t> plan, bool verify_hash);
 

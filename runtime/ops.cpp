@@ -1,6 +1,17 @@
 // The trtpack operator namespace. The schema lives here, in C++, so that Python (import trtpack),
 // AOTInductor packages run from C++, and downstream binaries all see the same two ops.
 #include <torch/library.h>
+#include <torch/version.h>
+
+#define TRTPACK_STRINGIFY_(x) #x
+#define TRTPACK_STRINGIFY(x) TRTPACK_STRINGIFY_(x)
+
+// The torch this library was compiled against, readable from the file without loading it: Python's import
+// (py/trtpack/runtime/registration.py) loads the library only under the same torch release, else it registers the
+// same schemas from Python.
+extern "C" __attribute__((used, visibility("default"))) const char trtpack_runtime_build_info[] =
+    "trtpack-runtime-build-info: torch " TRTPACK_STRINGIFY(TORCH_VERSION_MAJOR) "." TRTPACK_STRINGIFY(
+        TORCH_VERSION_MINOR) "." TRTPACK_STRINGIFY(TORCH_VERSION_PATCH) ";";
 
 #include "runtime/boxed.h"
 #include "runtime/kernels.h"

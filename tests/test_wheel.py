@@ -1,4 +1,5 @@
-"""//py:wheel installs into a bare folder and imports with no Bazel output tree or source checkout on the path."""
+"""//py:wheel installs into a bare folder and imports with no Bazel output tree or source checkout on the path. (Other
+CPythons and torches: tests/user_env, which CI runs after this suite.)"""
 import os
 import subprocess
 import sys
@@ -15,13 +16,25 @@ def _wheel():
     return os.path.join(WHEEL_DIR, names[0])
 
 
-def test_wheel_has_an_honest_platform_tag_and_the_native_libraries():
+def test_one_wheel_for_every_cpython_with_the_native_libraries():
     name = os.path.basename(_wheel())
-    tag = "cp%d%d" % sys.version_info[:2]
-    assert name.endswith(f"-{tag}-{tag}-linux_x86_64.whl"), name
+    assert name.endswith("-py3-none-linux_x86_64.whl"), name  # the core is a C ABI library: no CPython tag
     with zipfile.ZipFile(_wheel()) as whl:
         names = set(whl.namelist())
-    assert {"trtpack/__init__.py", "trtpack/_trtpack_core.so", "trtpack/libtorchtrt_runtime.so"} <= names
+    assert {"trtpack/__init__.py", "trtpack/libtrtpack_core.so", "trtpack/libtorchtrt_runtime.so"} <= names
+    assert not any(n.endswith(".so") and "cpython" in n for n in names), names
+
+
+def test_the_metadata_states_the_supported_range_and_every_dependency():
+    with zipfile.ZipFile(_wheel()) as whl:
+        metadata = whl.read(next(n for n in whl.namelist() if n.endswith(".dist-info/METADATA"))).decode()
+    lines = metadata.splitlines()
+    assert "Requires-Python: >=3.10,<3.14" in lines
+    assert "Requires-Dist: torch>=2.11,<2.16" in lines
+    for needed in ("numpy", "onnx", "onnxscript", "onnxruntime", "absl-py", "safetensors"):
+        assert f"Requires-Dist: {needed}" in lines, needed
+    assert "Provides-Extra: rtx" in lines
+    assert 'Requires-Dist: tensorrt-rtx-cu12>=1.7.1,<1.8; extra == "rtx"' in lines
 
 
 def test_installed_wheel_imports_from_outside_the_checkout(tmp_path):
@@ -30,7 +43,7 @@ def test_installed_wheel_imports_from_outside_the_checkout(tmp_path):
                     _wheel()], check=True)
     env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "TRTPACK_LIB_DIR")}
     code = ("import sys; sys.path.insert(0, sys.argv[1]); import trtpack, torch; "
-            "print(trtpack.__file__); print(trtpack._native.runtime_library_path); "
+            "print(trtpack.__file__); print(trtpack.runtime.registration.active().library); "
             "print(torch.ops.trtpack.execute_engine.default._schema)")
     out = subprocess.run([sys.executable, "-c", code, str(target)], cwd=tmp_path, env=env, check=True,
                          capture_output=True, text=True).stdout.splitlines()

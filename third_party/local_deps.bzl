@@ -1,7 +1,8 @@
 """Repository rules that expose what ./bazelw installed, so Bazel itself downloads nothing.
 
-`venv_repository` asks the project's virtualenv interpreter where Python, torch, pybind11 and
-tensorrt_rtx live and links them in; `system_repository` does the same for Debian's nlohmann-json,
+`venv_repository` asks the project's virtualenv interpreter where Python, torch and tensorrt_rtx live
+and links them in (TRTPACK_TORCH_DIR, a torch package folder or a libtorch folder, replaces the venv's torch for C++
+builds: tools/build_runtime.sh); `system_repository` does the same for Debian's nlohmann-json,
 googletest and xxHash. Nothing machine-specific is committed: paths are discovered at fetch time.
 """
 
@@ -10,20 +11,23 @@ import json, os, sys, sysconfig
 out = {"python": sys.executable, "version": "%d.%d" % sys.version_info[:2],
        "py_include": sysconfig.get_paths()["include"],
        "ext_suffix": sysconfig.get_config_var("EXT_SUFFIX"),
-       "wheel_tag": "cp{0}{1}-cp{0}{1}-{2}".format(sys.version_info[0], sys.version_info[1],
-                                                  sysconfig.get_platform().replace("-", "_").replace(".", "_"))}
-try:
-    import torch, torch.utils.cpp_extension as ext
-    out["torch_include"] = ext.include_paths()[0]
-    out["torch_lib"] = ext.library_paths()[0]
-    out["torch_version"] = torch.__version__
-except Exception as e:
-    out["error"] = "torch: %r" % e
-try:
-    import pybind11
-    out["pybind11_include"] = pybind11.get_include()
-except Exception as e:
-    out["error"] = "pybind11: %r" % e
+       "wheel_tag": "py3-none-" + sysconfig.get_platform().replace("-", "_").replace(".", "_")}
+torch_dir = os.environ.get("TRTPACK_TORCH_DIR", "")
+if torch_dir:  # another torch (a site-packages/torch folder, or an unpacked libtorch) for C++ builds
+    out["torch_include"] = os.path.join(torch_dir, "include")
+    out["torch_lib"] = os.path.join(torch_dir, "lib")
+    out["torch_version"] = "from " + torch_dir
+    for need in (out["torch_include"], os.path.join(out["torch_lib"], "libtorch_cpu.so")):
+        if not os.path.exists(need):
+            out["error"] = "TRTPACK_TORCH_DIR=%s has no %s (give a torch package folder or a libtorch folder)" % (torch_dir, need)
+else:
+    try:
+        import torch, torch.utils.cpp_extension as ext
+        out["torch_include"] = ext.include_paths()[0]
+        out["torch_lib"] = ext.library_paths()[0]
+        out["torch_version"] = torch.__version__
+    except Exception as e:
+        out["error"] = "torch: %r" % e
 try:
     import tensorrt_rtx_libs
     out["trt_rtx_lib"] = os.path.dirname(tensorrt_rtx_libs.__file__)
@@ -61,13 +65,6 @@ cc_library(
     includes = ["py_include"],
 )
 
-cc_library(
-    name = "pybind11",
-    hdrs = glob(["pybind11_include/**/*.h"]),
-    includes = ["pybind11_include"],
-    deps = [":python_headers"],
-)
-
 # libtorch: headers plus the shared libraries a TORCH_LIBRARY extension or an AOTI runner needs.
 cc_library(
     name = "torch",
@@ -76,6 +73,13 @@ cc_library(
     srcs = ["torch_lib/libc10.so", "torch_lib/libtorch_cpu.so", "torch_lib/libtorch.so"],
     defines = ["_GLIBCXX_USE_CXX11_ABI=1"],
     linkopts = ["-Wl,-rpath,{torch_lib}"],
+)
+
+# The zoo's model libraries (requirements-zoo.txt), in .venv/zoo-site, outside the venv's own path.
+py_library(
+    name = "zoo_packages",
+    data = glob(["zoo_site/**"], exclude = ["zoo_site/**/__pycache__/**"], allow_empty = True),
+    imports = ["zoo_site"],
 )
 
 exports_files(["info.json"])
@@ -87,16 +91,19 @@ def _venv_repository_impl(ctx):
         python = str(ctx.path(Label("//:WORKSPACE")).dirname) + "/.venv/bin/python3"
     if not ctx.path(python).exists:
         fail("trtpack: no Python interpreter at %s. Run ./bazelw (it creates .venv) or set TRTPACK_PYTHON." % python)
-    res = ctx.execute([python, "-c", _PROBE], timeout = 120)
+    res = ctx.execute([python, "-c", _PROBE], timeout = 120,
+                      environment = {"TRTPACK_TORCH_DIR": ctx.os.environ.get("TRTPACK_TORCH_DIR", "")})
     if res.return_code != 0:
         fail("trtpack: probing %s failed:\n%s" % (python, res.stderr))
     info = json.decode(res.stdout)
     if "error" in info:
-        fail("trtpack: the virtualenv at %s lacks a dependency (%s). Run ./bazelw to install requirements.txt." % (python, info["error"]))
+        fail("trtpack: the virtualenv at %s lacks a dependency, or TRTPACK_TORCH_DIR is wrong (%s). Run ./bazelw to install requirements.txt." % (python, info["error"]))
     ctx.symlink(info["py_include"], "py_include")
     ctx.symlink(info["torch_include"], "torch_include")
     ctx.symlink(info["torch_lib"], "torch_lib")
-    ctx.symlink(info["pybind11_include"], "pybind11_include")
+    zoo_site = ctx.path(python).dirname.dirname.get_child("zoo-site")
+    if zoo_site.exists:
+        ctx.symlink(zoo_site, "zoo_site")
     ctx.file("info.json", json.encode(info))
     ctx.file("defs.bzl", "WHEEL_TAG = %r\nPYTHON_VERSION = %r\n" % (info["wheel_tag"], info["version"]))
     ctx.file("BUILD.bazel", _VENV_BUILD.format(python = info["python"], torch_lib = info["torch_lib"]))
@@ -104,7 +111,7 @@ def _venv_repository_impl(ctx):
 
 venv_repository = repository_rule(
     implementation = _venv_repository_impl,
-    environ = ["TRTPACK_PYTHON", "TRTPACK_VENV_STAMP"],
+    environ = ["TRTPACK_PYTHON", "TRTPACK_VENV_STAMP", "TRTPACK_TORCH_DIR"],
     local = True,
 )
 

@@ -1,4 +1,7 @@
-"""Assembles the trtpack wheel: the Python package plus its compiled libraries, byte-for-byte reproducible."""
+"""Assembles the trtpack wheel: the Python package plus its compiled libraries, byte-for-byte reproducible.
+
+One wheel for every supported CPython (tag py3-none-PLATFORM): the record core is a C ABI library loaded with ctypes,
+and libtorchtrt_runtime.so is used only under the torch it was built for (docs/PACKAGING.md)."""
 import base64
 import hashlib
 import os
@@ -9,11 +12,15 @@ from absl import app, flags
 
 flags.DEFINE_string("out", None, "wheel file to write", required=True)
 flags.DEFINE_string("version", None, "trtpack version", required=True)
-flags.DEFINE_string("tag", None, "wheel tag, e.g. cp311-cp311-linux_x86_64", required=True)
+flags.DEFINE_string("tag", None, "wheel tag, e.g. py3-none-linux_x86_64", required=True)
 flags.DEFINE_string("package_root", "py", "source folder that holds trtpack/")
 FLAGS = flags.FLAGS
 
-REQUIRES = ["torch>=2.11", "numpy", "onnx", "onnxscript", "onnxruntime", "absl-py"]
+# The supported range (README, docs/PACKAGING.md); CI installs the wheel beside the newest torch of it.
+REQUIRES_PYTHON = ">=3.10,<3.14"
+REQUIRES = ["torch>=2.11,<2.16", "numpy", "onnx", "onnxscript", "onnxruntime", "absl-py", "safetensors"]
+# TensorRT-RTX builds engines (trtpack.compile) and runs them; loading artifacts and their fallback needs neither.
+EXTRAS = {"rtx": ["tensorrt-rtx-cu12>=1.7.1,<1.8"], "rtx-cu13": ["tensorrt-rtx-cu13>=1.7.1,<1.8"]}
 EPOCH = (1980, 1, 1, 0, 0, 0)
 
 
@@ -35,7 +42,9 @@ def main(argv):
     files[f"{dist}/METADATA"] = "\n".join(
         ["Metadata-Version: 2.1", "Name: trtpack", f"Version: {FLAGS.version}",
          "Summary: Compile PyTorch programs into TensorRT engines and ship them",
-         "Requires-Python: >=3.10"] + [f"Requires-Dist: {r}" for r in REQUIRES]).encode() + b"\n"
+         f"Requires-Python: {REQUIRES_PYTHON}"] + [f"Requires-Dist: {r}" for r in REQUIRES] +
+        [line for extra, reqs in EXTRAS.items() for line in
+         [f"Provides-Extra: {extra}"] + [f'Requires-Dist: {r}; extra == "{extra}"' for r in reqs]]).encode() + b"\n"
     files[f"{dist}/WHEEL"] = (f"Wheel-Version: 1.0\nGenerator: trtpack build_wheel\nRoot-Is-Purelib: false\n"
                               f"Tag: {FLAGS.tag}\n").encode()
     files[f"{dist}/entry_points.txt"] = b"[console_scripts]\ntrtpack = trtpack.cli.main:main\n"

@@ -1,4 +1,5 @@
-"""Prints `N passed, N failed, N skipped` for one `bazel test` run, from its build event file.
+"""Prints `N passed, N failed, N skipped` for one `bazel test` run, from its build event file, plus any further
+JUnit files given after it (CI's steps outside Bazel: tests/user_env).
 
 Every test target that ran (or was cached) names its test.xml there; a target that failed to
 build, or a test that died before writing XML, counts as one failure.
@@ -27,7 +28,7 @@ def count_xml(path, reasons=None):
     return passed, failed, skipped
 
 
-def main(bep_path):
+def main(bep_path, extra_xml=()):
     results = {}  # label -> list of test.xml paths (one per attempt/shard; last attempt wins)
     broken = set()
     for line in open(bep_path):
@@ -54,6 +55,14 @@ def main(bep_path):
                 failed += 1  # a test target that ran no test case is a failure, not a pass
             passed, failed, skipped = passed + p, failed + f, skipped + s
     failed += len(broken - set(results))
+    for path in extra_xml:
+        try:
+            p, f, s = count_xml(path, reasons)
+        except (OSError, ET.ParseError):
+            p, f, s = 0, 1, 0
+        if p + f + s == 0:
+            f = 1
+        passed, failed, skipped = passed + p, failed + f, skipped + s
     for reason, count in sorted(reasons.items(), key=lambda item: -item[1]):
         print(f"skipped {count}: {reason}")
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
@@ -61,4 +70,4 @@ def main(bep_path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    sys.exit(main(sys.argv[1], sys.argv[2:]))

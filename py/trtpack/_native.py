@@ -1,13 +1,14 @@
-"""Finds and loads trtpack's two compiled pieces: the core extension and libtorchtrt_runtime.so.
+"""Finds trtpack's two compiled pieces: libtrtpack_core.so (the record core, a C ABI loaded with ctypes; needed
+always) and libtorchtrt_runtime.so (the `trtpack::` ops in C++, built for one torch; optional in Python, see
+runtime/registration.py).
 
-They sit next to this file in an installed wheel; in a Bazel runfiles tree or a source checkout
-(after `./bazelw build //...`) they are found under core/ and runtime/ of the build output.
+They sit next to this file in an installed wheel; in a Bazel runfiles tree or a source checkout (after
+`./bazelw build //...`) they are found under core/ and runtime/ of the build output.
 """
-import importlib.util
 import os
+from typing import List, Optional
 
-import torch
-
+from trtpack import core_binding
 from trtpack.errors import TrtpackError
 
 _PKG = os.path.dirname(os.path.abspath(__file__))
@@ -17,27 +18,23 @@ if os.environ.get("TRTPACK_LIB_DIR"):
     _SEARCH.insert(0, os.environ["TRTPACK_LIB_DIR"])
 
 
-def _find(name: str, subdir: str) -> str:
-    tried = []
-    for base in _SEARCH:
-        for path in (os.path.join(base, name), os.path.join(base, subdir, name)):
-            if os.path.isfile(path):
-                return path
-            tried.append(path)
-    raise TrtpackError(
-        f"trtpack: cannot find {name}; looked in:\n  " + "\n  ".join(tried) +
-        "\nFrom a source checkout run `./bazelw build //...` first (see README), or install the wheel "
-        "(`./bazelw build //py:wheel`), or set TRTPACK_LIB_DIR to a folder holding it.")
+def candidates(name: str, subdir: str) -> List[str]:
+    """Where `name` may be, in search order."""
+    return [path for base in _SEARCH for path in (os.path.join(base, name), os.path.join(base, subdir, name))]
 
 
-def _load_core():
-    path = _find("_trtpack_core.so", "core")
-    spec = importlib.util.spec_from_file_location("trtpack._trtpack_core", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def find(name: str, subdir: str) -> Optional[str]:
+    return next((path for path in candidates(name, subdir) if os.path.isfile(path)), None)
 
 
-runtime_library_path = _find("libtorchtrt_runtime.so", "runtime")
-torch.ops.load_library(runtime_library_path)
+def _load_core() -> core_binding.Core:
+    path = find("libtrtpack_core.so", "core")
+    if path is None:
+        raise TrtpackError(
+            "trtpack: cannot find libtrtpack_core.so; looked in:\n  " + "\n  ".join(candidates("libtrtpack_core.so", "core")) +
+            "\nFrom a source checkout run `./bazelw build //...` first (see README), or install the wheel "
+            "(`./bazelw build //py:wheel`), or set TRTPACK_LIB_DIR to a folder holding it.")
+    return core_binding.Core(path)
+
+
 core = _load_core()

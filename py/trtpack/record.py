@@ -109,6 +109,13 @@ def check_plan(meta: Meta, plan, verify_hash: bool = False) -> None:
     _call(_core.check_plan, _meta_text(meta), _plan_buffer(plan), bool(verify_hash))
 
 
+def check_plan_file(meta: Meta, fd: int, offset: int = 0) -> None:
+    """The digest check of check_plan(verify_hash=True) over plan_size bytes read from an open file descriptor at
+    `offset`, in pieces (the plan is never mapped or held whole). FormatError.field is "plan_xxh3", "plan_sha256", or
+    "plan_size" when the file ends early."""
+    _call(_core.check_plan_digest_fd, _meta_text(meta), fd, offset)
+
+
 def xxh3(data) -> str:
     """XXH3-128 of bytes (or a 1-D uint8 tensor) as 32 lowercase hex digits: the record's plan_xxh3. An integrity
     check against damage, several times faster than SHA-256; not a defence against a forger (who can rewrite the
@@ -161,5 +168,5 @@ def compatibility(meta: Meta, machine: Dict[str, Any]) -> Dict[str, Any]:
 
 
 __all__ = ["DTYPES", "FIELDS", "FORMAT_ID", "FORMAT_VERSION", "Field", "MAX_PLAN_SIZE", "SYMBOL_RANGE_FIELDS",
-           "TARGET_BITS", "TENSOR_FIELDS", "check_plan", "compatibility", "decode_meta", "encode_meta", "eval_dim",
+           "TARGET_BITS", "TENSOR_FIELDS", "check_plan", "check_plan_file", "compatibility", "decode_meta", "encode_meta", "eval_dim",
            "parse_dim", "plan_header"]

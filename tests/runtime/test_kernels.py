@@ -1,12 +1,19 @@
-"""The C++ kernels of libtorchtrt_runtime (no TensorRT here): engine_usable answers false with the reason, once per
-plan; execute_engine refuses CPU inputs with a message saying what to do; bad records are refused by name."""
+"""The CPU kernels of the trtpack:: ops (no TensorRT here): engine_usable answers false with the reason, once per
+plan; execute_engine refuses CPU inputs with a message saying what to do; bad records are refused by name.
+
+Run twice by Bazel: with libtorchtrt_runtime.so's C++ kernels (test_kernels), and with the same ops registered from
+Python (test_kernels_python_ops, TRTPACK_OPS=python), which a torch without a matching library gets."""
 import os
+import warnings
 
 import pytest
 import torch
 
-import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so)
+import trtpack  # noqa: F401  (defines the trtpack:: ops)
+from trtpack.runtime import registration
 from tests.support.records import make_record
+
+EXPECTED_KIND = "python" if os.environ.get("TRTPACK_OPS") == "python" else "native"
 
 
 def _record(name):
@@ -15,10 +22,17 @@ def _record(name):
 
 
 def _usable_and_log(capfd, inputs, plan, meta):
-    """engine_usable's answer and the lines it logged (c10 logging writes to the process's stderr)."""
+    """engine_usable's answer and the lines it logged (C++: c10 logging to the process's stderr; Python: a warning)."""
     capfd.readouterr()
-    usable = torch.ops.trtpack.engine_usable(inputs, plan, meta)
-    return usable, [line for line in capfd.readouterr().err.splitlines() if "trtpack: engine" in line]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        usable = torch.ops.trtpack.engine_usable(inputs, plan, meta)
+    lines = capfd.readouterr().err.splitlines() + [str(w.message) for w in caught]
+    return usable, [line for line in lines if "trtpack: engine" in line]
+
+
+def test_the_expected_registration_defines_the_ops():
+    assert registration.active().kind == EXPECTED_KIND
 
 
 def test_engine_usable_is_a_cpu_false_on_cpu_and_logs_the_reason_once_per_plan(capfd):

@@ -18,6 +18,7 @@ from trtpack import machine, record
 from trtpack.artifacts import engine as engine_file, ep, manifest
 from trtpack.artifacts.program import LoadedProgram, program_to_save, validate
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UntrustedCodeError
+from trtpack.runtime import registration
 
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
 
@@ -156,7 +157,10 @@ def inspect(path, *, device=None) -> dict:
         raise FormatError(f"trtpack: {path!r} is {info['size']} bytes but its record says plan_size "
                           f"{info['engines'][0]['plan_size']}: the plan and its sidecar do not belong together.")
     info["fallback"] = bool(pairs) and all(f for _, f in pairs)
-    info["runs_here"] = all(e["usable_here"] or e["fallback"] for e in info["engines"])
+    info["ops"] = registration.active().as_dict()
+    # an AOTInductor package calls the ops from C++: it loads only beside a libtorchtrt_runtime.so for this torch
+    info["runs_here"] = all(e["usable_here"] or e["fallback"] for e in info["engines"]) and not (
+        kind == "aot_inductor" and info["engines"] and info["ops"]["kind"] != "native")
     return info
 
 

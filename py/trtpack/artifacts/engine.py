@@ -2,7 +2,6 @@
 
 The two files change together (atomic.write_pair: one commit folder renamed into place, then each file moved over
 its target); a reader takes each file from the commit folder while one is there (docs/FORMAT.md §9)."""
-import hashlib
 import os
 
 import torch
@@ -14,7 +13,6 @@ from trtpack.artifacts.program import Engine, LoadedProgram
 from trtpack.errors import FormatError, TrtpackError
 
 MAX_SIDECAR_BYTES = 16 << 20  # a record is a few KiB; refuse to read a huge file as one
-HASH_CHUNK = 8 << 20
 
 
 def write(engine: Engine, path: str) -> None:
@@ -112,7 +110,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
                                "again.") from None
         record.check_plan(meta, plan)  # size and the 64-byte header
         if verify:
-            _check_digest(fd, rec, path)  # streamed through the page cache, not through the mapping
+            _check_digest(fd, meta, rec, path)  # streamed through the page cache, not through the mapping
     finally:
         os.close(fd)
     module = EngineModule(meta, plan)
@@ -122,20 +120,12 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     return LoadedProgram("engine", module, [engine], names.record_ranges(module.record), module.record["inputs"])
 
 
-def _check_digest(fd: int, rec: dict, path: str) -> None:
-    """The plan's XXH3-128 (records of format 1.1+) or SHA-256 (older records) against its record."""
-    field = "plan_xxh3" if "plan_xxh3" in rec else "plan_sha256"
-    digest, pos = record.xxh3_stream() if field == "plan_xxh3" else hashlib.sha256(), 0
-    while pos < rec["plan_size"]:
-        chunk = os.pread(fd, HASH_CHUNK, pos)
-        if not chunk:
-            break
-        digest.update(chunk)
-        pos += len(chunk)
-    if digest.hexdigest() != rec[field]:
-        error = FormatError(f"trtpack: {path!r}: engine {rec['name']!r}: the plan's "
-                            f"{'XXH3-128' if field == 'plan_xxh3' else 'SHA-256'} is {digest.hexdigest()} but its "
-                            f"record says {rec[field]}: the plan bytes changed after it was saved; re-extract or "
-                            "re-copy it (load(..., verify=False) skips this check).")
-        error.field = field
-        raise error
+def _check_digest(fd: int, meta: str, rec: dict, path: str) -> None:
+    """The record's digest rule (core/: PlanDigest) over the plan file, streamed through the page cache."""
+    try:
+        record.check_plan_file(meta, fd)
+    except FormatError as e:
+        error = FormatError(f"trtpack: {path!r}: engine {rec['name']!r}: {e} (the plan bytes changed after it was "
+                            "saved: re-extract or re-copy it; load(..., verify=False) skips this check).")
+        error.field = e.field
+        raise error from None

@@ -3,6 +3,7 @@
 Before torch reads an archive, ep_check validates it against what trtpack writes (docs/SECURITY.md); torch then
 reads the same open file, so what it reads is what was checked."""
 import copy
+import json
 import os
 
 import torch
@@ -85,11 +86,25 @@ def read_program(path: str, verify: bool = True) -> tuple:
         except TrtpackError:
             raise
         except Exception as e:  # torch's reader raises many types for a damaged archive; all mean the same here
-            raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({type(e).__name__}: "
-                              f"{str(e).splitlines()[0][:300] if str(e) else ''}).") \
-                from e
+            why = f"{type(e).__name__}: {str(e).splitlines()[0][:300] if str(e) else ''}"
+            saved_with = _saved_with(path)
+            if saved_with and saved_with.split("+")[0] != torch.__version__.split("+")[0]:
+                raise FormatError(
+                    f"trtpack: {path!r} was saved with torch {saved_with} and torch {torch.__version__} cannot read it "
+                    f"({why}). Load it under torch {saved_with}, or compile and save the model again under torch "
+                    f"{torch.__version__}.") from e
+            raise FormatError(f"trtpack: {path!r} is not a readable ExportedProgram archive ({why}).") from e
     finally:
         os.close(fd)
+
+
+def _saved_with(path: str):
+    """The torch version that saved an .ep, from its engine records; None when it has none or they can't be read."""
+    try:
+        metas = [meta for meta, _ in manifest.read(path).engines]
+        return json.loads(metas[0])["torch_version"] if metas else None
+    except (TrtpackError, ValueError, KeyError, TypeError):
+        return None
 
 
 def read(path: str, device=None, verify: bool = True) -> LoadedProgram:

@@ -13,8 +13,9 @@ import zlib
 import torch
 import torch.utils._pytree as pytree
 
-import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
+import trtpack  # noqa: F401  (defines torch.ops.trtpack)
 from trtpack import guard, names
+from trtpack.runtime import registration
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
@@ -223,6 +224,8 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
              for meta, fallback in found_manifest.engines]
     warn_version_skew(found)
     warn_unusable(found, device)
+    if found:  # the package's kernels call the trtpack:: ops through the dispatcher, from C++
+        registration.require_native(f"the AOTInductor package {path!r}")
     program = found_manifest.program or {}
     ranges = {name: tuple(bounds) for name, bounds in program.get("symbols", {}).items()}
     if not program:  # a 1.0 manifest: the engines' ranges are what is known

@@ -29,6 +29,9 @@ def format_inspect(info: dict) -> str:
             lines.append(f"    {kind}: {specs}")
         lines.append(f"    here: {'usable' if e['usable_here'] else 'not usable'}" +
                      (f" — {e['reason']}" if e["reason"] else ""))
+    ops = info["ops"]
+    lines.append(f"  trtpack ops: " + (f"native, {ops['library']} (built for torch {ops['built_for_torch']})"
+                                      if ops["kind"] == "native" else f"registered from Python ({ops['reason']})"))
     lines.append(f"  runs on this machine: {'yes' if info['runs_here'] else 'no'}")
     return "\n".join(lines)
 

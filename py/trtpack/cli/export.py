@@ -53,7 +53,8 @@ def export(model_path: str, *, out=None, formats=("ep", "pt2", "engine"), fallba
         elif row.get("path"):
             row["check"] = _check_fresh_process(row["path"], case)
     _print_summary(compiled, compile_s, rows)
-    failed = [r["check"]["ran"] for r in rows if r.get("check") and not r["check"]["ok"] and r["check"]["ran"] != "nothing"]
+    failed = [r["check"]["ran"] for r in rows if r.get("check") and not r["check"]["ok"]
+              and r["check"]["ran"] not in ("nothing", "not loadable here")]
     return "failed" if "failed to load" in failed else "mismatch" if failed else "ok"
 
 
@@ -126,6 +127,8 @@ def _print_summary(compiled, compile_s: float, rows: list) -> None:
             result = "one region of the model: record and plan validated (runs inside the .ep)"
         elif check["ran"] == "nothing":
             result = "not runnable here (no TensorRT-capable GPU); record and plan validated"
+        elif check["ran"] == "not loadable here":
+            result = f"written, not loaded here: {check['reason']}"
         elif check["ran"] == "failed to load":
             result = f"FAILED TO LOAD ({check['reason']})"
         elif check["ok"]:

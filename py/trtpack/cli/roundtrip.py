@@ -41,7 +41,10 @@ def check(artifact: str, case: str, device=None) -> dict:
         kwargs = {k: v.to(device) for k, v in kwargs.items()}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = trtpack.load(artifact, device=device, trust_native_code=True)  # the caller just wrote it
+        try:
+            program = trtpack.load(artifact, device=device, trust_native_code=True)  # the caller just wrote it
+        except trtpack.IncompatibleEngineError as e:  # e.g. a .pt2 where no libtorchtrt_runtime.so fits this torch
+            return {"ok": False, "ran": "not loadable here", "reason": str(e).splitlines()[0], "max_abs_diff": None}
     here = machine.describe(device)
     verdicts = [(e, record.compatibility(e.record, here)) for e in program.engines]
     reasons = [v["reason"] for _, v in verdicts if not v["usable"]]

@@ -43,7 +43,7 @@ class Backend:
 class TensorRTRTX(Backend):
     name = "tensorrt_rtx"
     module_name = "tensorrt_rtx"
-    install_hint = "Install it with `pip install tensorrt-rtx-cu12` (or -cu13)."
+    install_hint = "Install it with `pip install 'trtpack[rtx]'` (TensorRT-RTX for CUDA 12; 'trtpack[rtx-cu13]' for CUDA 13)."
     verified = True
 
     def network_flags(self, trt) -> int:
