@@ -44,10 +44,11 @@ for pair in $pairs; do
       || { say "build_runtime.sh failed"; status=1; }
   fi
   mkdir -p "$tests" && cp "$ROOT/tests/user_env/test_user_env.py" "$ROOT/tests/user_env/user_model.py" "$tests/"
+  select=(); [ "$scope" = full ] || select=(-m "not full")
   (cd "$tests" && env -u PYTHONPATH -u TRTPACK_LIB_DIR TRTPACK_CACHE_DIR="$work/cache-$pyver" \
-     USER_ENV_WORK="$tests" USER_ENV_MAIN="$work/main" USER_ENV_SCOPE="$scope" USER_ENV_RUNTIME="$runtime" \
+     USER_ENV_WORK="$tests" USER_ENV_MAIN="$work/main" USER_ENV_RUNTIME="$runtime" \
      USER_ENV_OTHER_PYTHON="$ROOT/.venv/bin/python3" USER_ENV_OTHER_PYTHONPATH="$ROOT/py" \
-     "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider test_user_env.py \
+     "$venv/bin/python" -m pytest -q -rs -p no:cacheprovider "${select[@]}" -o markers=full test_user_env.py \
        --junitxml="$junit/user_env-py$pyver-torch$torchver.xml" -o junit_suite_name="user_env py$pyver torch$torchver") \
     || status=1
   say "CPython $pyver + torch $torchver ($scope): $((SECONDS - t0)) s"

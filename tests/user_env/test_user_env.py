@@ -1,7 +1,7 @@
 """trtpack as a user installs it: the built wheel, installed with pip into a fresh venv of another CPython and torch
 than the project's (run by tests/user_env/run.sh, from a folder outside the checkout, with no project file on the
-path). USER_ENV_SCOPE=full compiles, saves and loads every format and runs the CLI; =load only reads and runs what
-another torch saved (the rest of the supported range).
+path). The full scope compiles, saves and loads every format and runs the CLI; the load scope (-m "not full") only reads
+and runs what another torch saved (the rest of the supported range).
 
 Inputs from run.sh: USER_ENV_WORK (a scratch folder), USER_ENV_MAIN (artifacts the project's venv saved, with
 inputs and eager outputs), USER_ENV_RUNTIME (a libtorchtrt_runtime.so built for this torch, full scope),
@@ -19,8 +19,7 @@ import trtpack
 
 WORK = os.environ["USER_ENV_WORK"]
 MAIN = os.environ["USER_ENV_MAIN"]
-FULL = os.environ.get("USER_ENV_SCOPE", "full") == "full"
-full_only = pytest.mark.skipif(not FULL, reason="USER_ENV_SCOPE=load: this pair only loads what another torch saved")
+full_only = pytest.mark.full  # run.sh deselects these for USER_ENV_SCOPE=load pairs (-m "not full")
 MODEL_FILE = os.path.join(os.path.dirname(os.path.abspath(__file__)), "user_model.py")  # run.sh copies it
 
 

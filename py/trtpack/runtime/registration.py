@@ -97,27 +97,30 @@ def register() -> Registration:
     refused = []
     if mode != "python":
         for path in _candidates():
-            version = built_for(path) if os.path.isfile(path) else None
             if not os.path.isfile(path):
                 if path == os.environ.get("TRTPACK_RUNTIME_LIBRARY"):
                     refused.append(f"{path} does not exist")
                 continue
+            version = built_for(path)
             if version is None or release(version) != release(torch.__version__):
                 refused.append(f"{path} was built for torch {version or 'an unrecorded version'}")
                 continue
             torch.ops.load_library(path)
             _active = Registration("native", path, version)
-            return _active
-    reason = "TRTPACK_OPS=python" if mode == "python" else (
-        "; ".join(refused) if refused else f"no {LIBRARY} was found") + f", and this is torch {torch.__version__}"
-    if mode == "native":
-        raise TrtpackError(f"trtpack: TRTPACK_OPS=native but no {LIBRARY} built for torch {torch.__version__} "
-                           f"is usable ({reason}). Build one with `{build_command()}`, or unset TRTPACK_OPS.")
-    if os.environ.get("TRTPACK_RUNTIME_LIBRARY") and mode == "auto":
-        warnings.warn(f"trtpack: TRTPACK_RUNTIME_LIBRARY is not used ({reason}); the trtpack:: ops are registered "
-                      "from Python instead (.pt2 packages need a matching library).")
-    _define_in_python()
-    _active = Registration("python", None, None, reason)
+            break
+    if _active is None:
+        reason = "TRTPACK_OPS=python" if mode == "python" else (
+            "; ".join(refused) if refused else f"no {LIBRARY} was found") + f", and this is torch {torch.__version__}"
+        if mode == "native":
+            raise TrtpackError(f"trtpack: TRTPACK_OPS=native but no {LIBRARY} built for torch {torch.__version__} "
+                               f"is usable ({reason}). Build one with `{build_command()}`, or unset TRTPACK_OPS.")
+        _define_in_python()
+        _active = Registration("python", None, None, reason)
+    asked = os.environ.get("TRTPACK_RUNTIME_LIBRARY")
+    if asked and mode != "python" and _active.library != asked:
+        warnings.warn(f"trtpack: TRTPACK_RUNTIME_LIBRARY is not used ({'; '.join(refused[:1])}, and this is torch "
+                      f"{torch.__version__}); the trtpack:: ops come from "
+                      f"{_active.library or 'Python (a .pt2 package needs a library built for this torch)'}.")
     return _active
 
 
