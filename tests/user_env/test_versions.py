@@ -2,7 +2,6 @@
 versions differ. (The installed wheel under other CPythons and torches: test_user_env.py, run by run.sh.)"""
 import json
 import os
-import shutil
 import subprocess
 import sys
 import warnings
@@ -115,3 +114,14 @@ def test_an_ep_torch_cannot_read_names_both_torch_versions(tmp_path, monkeypatch
     message = str(caught.value)
     assert f"was saved with torch {saved_with} and torch 2.99.0 cannot read it" in message
     assert "Serialized version (9, 0)" in message and "compile and save the model again under torch 2.99.0" in message
+
+
+def test_a_hugging_face_model_imports_in_the_project_venv():
+    """The zoo's torchvision (a CUDA build that cannot load beside the venv's CPU torch) lives outside the venv, so a
+    user who opens .venv to try a transformers model is not stopped by it."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    proc = subprocess.run([sys.executable, "-c", "import importlib.util as u; from transformers import BertModel; "
+                           "print(u.find_spec('torchvision') is None)"], capture_output=True, text=True, env=env,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "True"
