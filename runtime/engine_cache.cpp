@@ -62,7 +62,7 @@ core::Verdict usable_on(const at::Tensor& plan, const std::string& meta, const c
     if (it != verdicts.end()) return it->second;
   }
   auto record = parsed_meta(meta);
-  check_plan_tensor(plan, *record);
+  check_plan_tensor(plan.is_cpu() ? plan : plan.cpu(), *record);  // a plan moved with the module (.to("cuda")) too
   core::Verdict verdict = decide(*record);
   std::lock_guard<std::mutex> lock(cache_mutex);
   auto [it, inserted] = verdicts.emplace(std::move(key), verdict);

@@ -12,13 +12,16 @@
 #include <cuda_runtime_api.h>
 #include <torch/library.h>
 
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
+#include <set>
 #include <tuple>
 
-#include "runtime/engine_cache.h"
 #include "runtime/boxed.h"
+#include "runtime/engine_cache.h"
+#include "runtime/engine_io.h"
 #include "runtime/kernels.h"
 
 namespace trtpack::trt {
@@ -44,11 +47,35 @@ nv::IRuntime& trt_runtime() {
   return *runtime;
 }
 
-at::ScalarType scalar_type(const std::string& dtype) {
-  static const std::map<std::string, at::ScalarType> types{
-      {"float32", at::kFloat}, {"float16", at::kHalf}, {"bfloat16", at::kBFloat16}, {"int64", at::kLong},
-      {"int32", at::kInt},     {"int8", at::kChar},    {"uint8", at::kByte},        {"bool", at::kBool}};
-  return types.at(dtype);  // the core validated the dtype
+// The record's dtype name of a TensorRT DataType (TensorRT's own spelling for one trtpack does not use).
+std::string dtype_name(nv::DataType type) {
+  switch (type) {
+    case nv::DataType::kFLOAT: return "float32";
+    case nv::DataType::kHALF: return "float16";
+    case nv::DataType::kBF16: return "bfloat16";
+    case nv::DataType::kINT8: return "int8";
+    case nv::DataType::kINT32: return "int32";
+    case nv::DataType::kINT64: return "int64";
+    case nv::DataType::kBOOL: return "bool";
+    case nv::DataType::kUINT8: return "uint8";
+    default: return "TensorRT DataType " + std::to_string(static_cast<int>(type));
+  }
+}
+
+// The deserialized plan's I/O, through TensorRT's I/O queries.
+std::vector<runtime::PlanTensor> plan_io(const nv::ICudaEngine& engine) {
+  std::vector<runtime::PlanTensor> io;
+  for (int32_t i = 0; i < engine.getNbIOTensors(); ++i) {
+    const char* name = engine.getIOTensorName(i);
+    if (name == nullptr) continue;
+    const nv::TensorIOMode mode = engine.getTensorIOMode(name);
+    io.push_back({name,
+                  mode == nv::TensorIOMode::kINPUT    ? runtime::Role::kInput
+                  : mode == nv::TensorIOMode::kOUTPUT ? runtime::Role::kOutput
+                                                      : runtime::Role::kNone,
+                  dtype_name(engine.getTensorDataType(name))});
+  }
+  return io;
 }
 
 // One execution context per stream: a context holds the shapes of its last run, so runs on
@@ -60,6 +87,7 @@ struct Context {
 
 struct Engine {
   std::unique_ptr<nv::ICudaEngine> engine;
+  std::set<const core::EngineMeta*> checked;  // records (parsed once per meta string) whose I/O matched the plan
   std::mutex contexts_mutex;
   std::map<c10::StreamId, std::unique_ptr<Context>> contexts;
 
@@ -84,15 +112,19 @@ Engine& engine_for(const at::Tensor& plan, const core::EngineMeta& meta, const c
   std::lock_guard<std::mutex> lock(mutex);
   auto& slot = engines[Key{plan.data_ptr(), static_cast<size_t>(plan.nbytes()), meta.plan_sha256, device.index()}];
   if (!slot) {
-    runtime::check_plan_tensor(plan, meta);
+    const at::Tensor host = runtime::host_plan(plan, meta);  // a plan on CUDA is copied once, here
     c10::DeviceGuard guard(device);
     auto engine = std::make_unique<Engine>();
-    engine->engine.reset(trt_runtime().deserializeCudaEngine(plan.data_ptr(), plan.nbytes()));
+    engine->engine.reset(trt_runtime().deserializeCudaEngine(host.data_ptr(), host.nbytes()));
     TORCH_CHECK(engine->engine, "trtpack: ", backend(), " ", backend_version(), " could not deserialize engine '",
                 meta.name, "' (built with ", meta.backend, " ", meta.backend_version, " for ",
                 c10::Join(",", meta.targets), ") on ", device, "; see TensorRT's message above. Rebuild the engine "
                 "with this TensorRT version for this GPU.");
     slot = std::move(engine);
+  }
+  if (!slot->checked.count(&meta)) {  // every record that names this plan, not only the first
+    runtime::check_plan_io(meta, plan_io(*slot->engine));
+    slot->checked.insert(&meta);
   }
   return *slot;
 }
@@ -102,14 +134,6 @@ nv::Dims to_dims(at::IntArrayRef sizes) {
   dims.nbDims = static_cast<int32_t>(sizes.size());
   for (size_t i = 0; i < sizes.size(); ++i) dims.d[i] = sizes[i];
   return dims;
-}
-
-std::string symbol_ranges(const core::EngineMeta& meta) {
-  std::string out;
-  for (const auto& [name, range] : meta.symbols)
-    out += (out.empty() ? "" : ", ") + name + " in [" + std::to_string(range.min) + ", " + std::to_string(range.max) +
-           "]";
-  return out.empty() ? "static shapes" : out;
 }
 
 }  // namespace
@@ -124,8 +148,12 @@ const std::string& backend() {
 }
 
 const std::string& backend_version() {
+#ifdef TRTPACK_TRT_VERSION  // the library's version where its headers are another's (the stand-in build's)
+  static const std::string version = TRTPACK_TRT_VERSION;
+#else
   static const std::string version = std::to_string(NV_TENSORRT_MAJOR) + "." + std::to_string(NV_TENSORRT_MINOR) +
                                      "." + std::to_string(NV_TENSORRT_PATCH) + "." + std::to_string(NV_TENSORRT_BUILD);
+#endif
   return version;
 }
 
@@ -133,9 +161,15 @@ core::Verdict verdict_on(const at::Tensor& plan, const core::EngineMeta& meta, c
   int major = 0, minor = 0;
   core::Machine machine;
   machine.cuda = true;
+#ifdef TRTPACK_TENSORRT_STANDIN
+  // A stand-in build (a test double): the GPU is the one the stand-in says it is, as in trtpack.runtime.standin.
+  const char* sm = std::getenv("TRTPACK_STANDIN_SM");
+  machine.sm = sm != nullptr && *sm != '\0' ? std::string(sm) : std::string("sm86");
+#else
   if (cudaDeviceGetAttribute(&major, cudaDevAttrComputeCapabilityMajor, device.index()) == cudaSuccess &&
       cudaDeviceGetAttribute(&minor, cudaDevAttrComputeCapabilityMinor, device.index()) == cudaSuccess)
     machine.sm = "sm" + std::to_string(major) + std::to_string(minor);
+#endif
   machine.backends[backend()] = backend_version();
   core::Verdict verdict = core::compatibility(meta, machine);
   if (!verdict.usable) return verdict;
@@ -158,40 +192,32 @@ std::vector<at::Tensor> execute_engine(const std::vector<at::Tensor>& inputs, co
                                        const std::string& meta_text) {
   const auto meta = runtime::parsed_meta(meta_text);
   const c10::Device device = trtpack::engine_device(inputs, plan);
-  TORCH_CHECK_VALUE(inputs.size() == meta->inputs.size(), "trtpack: engine '", meta->name, "' takes ",
-                    meta->inputs.size(), " inputs but got ", inputs.size(), "; pass the inputs it was built for.");
+  runtime::Binding binding = runtime::bind(*meta, inputs);  // count, dtypes, ranks; the record's output shapes
   c10::DeviceGuard guard(device);
   const c10::Stream stream = c10::impl::getDeviceGuardImpl(device.type())->getStream(device);
   Context& ctx = engine_for(plan, *meta, device).context_for(stream, meta->name);
   std::lock_guard<std::mutex> lock(ctx.run);
 
-  std::vector<at::Tensor> held;  // contiguous inputs stay alive until enqueued
-  for (size_t i = 0; i < inputs.size(); ++i) {
-    const core::TensorSpec& spec = meta->inputs[i];
-    TORCH_CHECK_VALUE(inputs[i].scalar_type() == scalar_type(spec.dtype), "trtpack: engine '", meta->name,
-                      "' input '", spec.name, "' must be ", spec.dtype, " but is ", inputs[i].scalar_type(),
-                      "; convert it (TensorRT-RTX networks are strongly typed).");
-    held.push_back(inputs[i].contiguous());
-    TORCH_CHECK_VALUE(ctx.context->setInputShape(spec.name.c_str(), to_dims(held.back().sizes())), "trtpack: engine '",
-                      meta->name, "' input '", spec.name, "' has shape ", held.back().sizes(),
-                      ", outside what it was built for (", symbol_ranges(*meta),
-                      "); rebuild with wider dynamic_shapes or pass an input in range.");
-    TORCH_CHECK(ctx.context->setTensorAddress(spec.name.c_str(), held.back().data_ptr()), "trtpack: TensorRT refused "
-                "the address of input '", spec.name, "' of engine '", meta->name, "'.");
+  for (size_t i = 0; i < binding.inputs.size(); ++i) {
+    const at::Tensor& x = binding.inputs[i];  // alive until enqueued
+    const char* name = meta->inputs[i].name.c_str();
+    if (!ctx.context->setInputShape(name, to_dims(x.sizes()))) runtime::refuse_shape(*meta, i, x.sizes());
+    TORCH_CHECK(ctx.context->setTensorAddress(name, x.data_ptr()), "trtpack: TensorRT refused the address of input '",
+                name, "' of engine '", meta->name, "'; see TensorRT's message above.");
   }
   std::vector<at::Tensor> outputs;
-  for (const core::TensorSpec& spec : meta->outputs) {
+  for (size_t i = 0; i < meta->outputs.size(); ++i) {
+    const core::TensorSpec& spec = meta->outputs[i];
     const nv::Dims dims = ctx.context->getTensorShape(spec.name.c_str());
     TORCH_CHECK(dims.nbDims >= 0, "trtpack: engine '", meta->name, "' has no output named '", spec.name,
                 "'; the meta does not describe this plan: rebuild the engine with trtpack.");
-    std::vector<int64_t> shape(dims.d, dims.d + dims.nbDims);
-    for (int64_t d : shape)
-      TORCH_CHECK(d >= 0, "trtpack: engine '", meta->name, "' output '", spec.name, "' has a data-dependent shape (",
-                  c10::IntArrayRef(shape), "), which trtpack's executor does not support; keep that operation out "
-                  "of the engine.");
-    outputs.push_back(at::empty(shape, at::TensorOptions().dtype(scalar_type(spec.dtype)).device(device)));
+    runtime::check_output_shape(*meta, i, std::vector<int64_t>(dims.d, dims.d + dims.nbDims),
+                                binding.output_shapes[i]);
+    outputs.push_back(at::empty(binding.output_shapes[i],
+                                at::TensorOptions().dtype(runtime::scalar_type(spec.dtype)).device(device)));
     TORCH_CHECK(ctx.context->setTensorAddress(spec.name.c_str(), outputs.back().data_ptr()), "trtpack: TensorRT "
-                "refused the address of output '", spec.name, "' of engine '", meta->name, "'.");
+                "refused the address of output '", spec.name, "' of engine '", meta->name, "'; see TensorRT's "
+                "message above.");
   }
   TORCH_CHECK(ctx.context->enqueueV3(static_cast<cudaStream_t>(stream.native_handle())), "trtpack: TensorRT failed "
               "to run engine '", meta->name, "'; see TensorRT's message above.");
@@ -199,6 +225,16 @@ std::vector<at::Tensor> execute_engine(const std::vector<at::Tensor>& inputs, co
 }
 
 }  // namespace trtpack::trt
+
+// Which TensorRT this library's executor runs, readable once loaded (trtpack.runtime.executors reads it with ctypes).
+extern "C" __attribute__((used, visibility("default"))) const char* trtpack_runtime_executor() {
+  static const std::string text = trtpack::trt::backend() + " " + trtpack::trt::backend_version()
+#ifdef TRTPACK_TENSORRT_STANDIN
+                                  + " stand-in"
+#endif
+      ;
+  return text.c_str();
+}
 
 TORCH_LIBRARY_IMPL(trtpack, CUDA, m) {
   m.impl("execute_engine", trtpack::boxed_kernel<std::vector<at::Tensor>, &trtpack::trt::execute_engine>());

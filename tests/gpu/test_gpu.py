@@ -39,10 +39,30 @@ def fixtures(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def trt(fixtures):
-    from trtpack.runtime import executor, standin
+    from trtpack.runtime import standin
 
-    assert isinstance(executor.executor().backend_module("tensorrt_rtx"), standin.StandIn)
+    assert standin.requested()  # both executors' TensorRT is this stand-in (the C++ one through standin_cpp)
     return standin.stand_in()
+
+
+EXECUTORS = ("python", "cpp")  # every case runs with both TensorRT executors (trtpack.runtime.selection)
+_executor = {"name": None}
+
+
+@pytest.fixture(params=EXECUTORS, autouse=True)
+def executor(request, fixtures, monkeypatch):
+    """Runs the test with this executor: `load` passes it, and subprocesses inherit TRTPACK_EXECUTOR. The C++ one needs
+    libtorchtrt_runtime.so built with it (tests/gpu/build_native.sh with TRTPACK_STANDIN_TRT_HEADERS)."""
+    from trtpack.runtime import selection
+
+    refusal = selection.available()[request.param]
+    if refusal:
+        pytest.skip(f"executor={request.param!r} cannot run here: {refusal}")
+    selection.use(request.param)
+    monkeypatch.setenv("TRTPACK_EXECUTOR", request.param)
+    _executor["name"] = request.param
+    yield request.param
+    _executor["name"] = None
 
 
 def eager(fixtures, name, device="cuda"):
@@ -55,7 +75,7 @@ def eager(fixtures, name, device="cuda"):
 def load(fixtures, name, **kwargs):
     import trtpack
 
-    return trtpack.load(os.path.join(fixtures, name), **kwargs)
+    return trtpack.load(os.path.join(fixtures, name), executor=_executor["name"], **kwargs)
 
 
 def test_a_compiled_program_moved_with_to_cuda_runs_its_engine_with_the_plan_on_cuda(fixtures, trt):
@@ -222,8 +242,11 @@ def test_eight_threads_share_one_loaded_program(fixtures, trt):
     assert len(runs) == 160 and len({r["thread"] for r in runs}) == 8 and len({r["stream"] for r in runs}) == 8
 
 
-def test_the_stand_in_refuses_a_host_address_for_a_cuda_engine(fixtures, trt):
+def test_the_stand_in_refuses_a_host_address_for_a_cuda_engine(fixtures, trt, executor):
     from trtpack.runtime import standin
+
+    if executor == "cpp":  # the C++ face, through its own TensorRT API (the executor never passes such addresses)
+        return _cpp_face_refusals(fixtures, trt)
 
     engine = load(fixtures, "mlp.engine")
     runtime = trt.Runtime(trt.Logger())
@@ -237,6 +260,44 @@ def test_the_stand_in_refuses_a_host_address_for_a_cuda_engine(fixtures, trt):
     assert not context.execute_async_v3(torch.cuda.current_stream().cuda_stream)
     assert "is in host memory, the engine is on cuda:0" in trt.errors[-1]
     assert standin.device_of_address(x.data_ptr()) == 0 and standin.device_of_address(y.data_ptr()) is None
+
+
+def _cpp_face_refusals(fixtures, trt):
+    from trtpack.runtime import standin, standin_cpp
+
+    plan = bytes(load(fixtures, "mlp.engine").engines[0].plan.numpy())
+    x, y, host = torch.randn(2, 64, device="cuda"), torch.empty(2, 64, device="cuda"), torch.empty(2, 64)
+    stream = torch.cuda.current_stream().cuda_stream
+    assert standin_cpp.probe(plan, (2, 64), x.data_ptr(), host.data_ptr(), stream) == 0
+    assert "is in host memory, the engine is on cuda:0" in trt.errors[-1]
+    assert standin_cpp.probe(plan, (2, 64), x.data_ptr(), 0, stream) == 0
+    assert "no address set for" in trt.errors[-1]
+    assert standin_cpp.probe(plan, (17, 64), x.data_ptr(), y.data_ptr(), stream) == 0
+    assert "outside the profile" in trt.errors[-1]
+    other = plan[:-1] + bytes([plan[-1] ^ 1])
+    assert standin_cpp.probe(other, (2, 64), x.data_ptr(), y.data_ptr(), stream) == -1
+    assert "no registered engine has these plan bytes" in trt.errors[-1]
+    before = len(trt.runs)
+    assert standin_cpp.probe(plan, (2, 64), x.data_ptr(), y.data_ptr(), stream) == 1
+    torch.cuda.synchronize()
+    assert len(trt.runs) == before + 1 and set(trt.runs[-1]["addresses"].values()) == {x.data_ptr(), y.data_ptr()}
+    model, _ = eager(fixtures, "mlp")
+    torch.testing.assert_close(y, model(x), **TOL[torch.float32])  # computed through the raw addresses
+
+
+def test_a_record_whose_dtype_differs_from_the_plan_is_refused_by_the_executor(fixtures, trt):
+    import trtpack
+    from trtpack import record
+
+    (engine,) = load(fixtures, "mlp.engine").engines
+    meta = record.decode_meta(engine.meta)
+    meta["inputs"][0]["dtype"] = meta["outputs"][0]["dtype"] = "float16"
+    altered = record.encode_meta(meta)
+    x = torch.randn(2, 64, device="cuda", dtype=torch.float16)
+    buffer = torch.empty(engine.plan.numel() + 1, dtype=torch.uint8)  # at an odd address: no engine cached there
+    buffer[1:] = engine.plan
+    with pytest.raises((trtpack.TrtpackError, RuntimeError), match="is float16 in the record but"):
+        torch.ops.trtpack.execute_engine([x], buffer[1:], altered)
 
 
 def _probe_plain_aoti(tmp_path) -> str:

@@ -11,6 +11,7 @@ A file's format is read from its bytes, never from its name (docs/SECURITY.md).
 import os
 import stat
 import zipfile
+from typing import Optional
 
 import torch
 
@@ -18,7 +19,7 @@ from trtpack import machine, record
 from trtpack.artifacts import engine as engine_file, ep, manifest
 from trtpack.artifacts.program import LoadedProgram, program_to_save, validate
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UntrustedCodeError
-from trtpack.runtime import registration
+from trtpack.runtime import registration, selection
 
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
 
@@ -90,7 +91,8 @@ def sniff(path: str) -> str:
     return "aot_inductor" if any("/data/aotinductor/" in n for n in entry_names) else "exported_program"
 
 
-def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True) -> LoadedProgram:
+def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True,
+         executor: Optional[str] = None) -> LoadedProgram:
     """Loads a .ep, .pt2 or .engine written by trtpack.save as a LoadedProgram (an nn.Module with .engines, .format).
 
     Every engine record is validated against its plan first (FormatError if damaged). Engines that cannot run on
@@ -106,8 +108,19 @@ def load(path, *, device=None, trust_native_code: bool = False, verify: bool = T
             format 1.1) and every other archive entry's CRC-32 (the default);
             False skips those reads of every byte, for speed, when the file is known to be intact. The archive's
             structure and the strings torch would evaluate are checked either way.
+        executor: which TensorRT executor runs the program's engines on CUDA: "cpp" (libtorchtrt_runtime.so's, in a
+            library built with it; the default there) or "python"; default TRTPACK_EXECUTOR, else the process's.
+            The choice is the process's (trtpack.runtime.selection): calling this program switches back to it.
+            IncompatibleEngineError when it cannot run here (no such library, no CUDA), with what to do.
     """
-    path = os.fspath(path)
+    if executor is not None:
+        selection.use(executor)
+    program = _read(os.fspath(path), device, trust_native_code, verify)
+    program.executor = executor
+    return program
+
+
+def _read(path: str, device, trust_native_code: bool, verify: bool) -> LoadedProgram:
     kind = sniff(path)
     if device is not None:
         device = torch.device(device)

@@ -8,6 +8,7 @@ import torch
 
 from trtpack import guard, machine, names, record
 from trtpack.errors import FormatError, TrtpackError
+from trtpack.runtime import selection
 
 EXECUTE = torch.ops.trtpack.execute_engine.default
 USABLE = torch.ops.trtpack.engine_usable.default
@@ -44,8 +45,11 @@ class LoadedProgram(torch.nn.Module):
         self.program = exported         # the ExportedProgram of an .ep, else None
         self._trtpack_program = exported  # save() writes it again as is
         self.ranges = names.ranges_text(symbols)
+        self.executor = None            # load(executor=...): the TensorRT executor this program runs with
 
     def forward(self, *args, **kwargs):
+        if self.executor is not None and self.executor != selection.active():
+            selection.use(self.executor)  # another load chose the other one since
         return guard.call(self.runner, args, kwargs, self.ranges)
 
 

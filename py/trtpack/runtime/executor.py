@@ -195,18 +195,30 @@ _executor: Optional[Executor] = None
 _library: Optional[torch.library.Library] = None
 
 
-def register_cuda_kernels() -> bool:
-    """Registers the Python executor as the CUDA kernel of both ops, unless libtorchtrt_runtime.so has its own.
-    With TRTPACK_TENSORRT_STANDIN=1 its TensorRT is the computing stand-in (a test double, runtime/standin.py)."""
+def register_cuda_kernels(override: bool = False) -> bool:
+    """Registers the Python executor as the CUDA kernel of both ops, unless libtorchtrt_runtime.so has its own (with
+    `override`, over the library's: trtpack.runtime.selection decides). With TRTPACK_TENSORRT_STANDIN=1 its TensorRT
+    is the computing stand-in (a test double, runtime/standin.py)."""
     global _executor, _library
-    if _library is not None or torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA"):
+    if _library is not None or (not override and
+                                torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA")):
         return False
-    _executor = standin.executor() if standin.requested() else Executor()
+    if _executor is None:
+        _executor = standin.executor() if standin.requested() else Executor()
+        atexit.register(_executor.save_runtime_caches)
     _library = torch.library.Library("trtpack", "IMPL")
     _library.impl("execute_engine", _executor.execute_engine, "CUDA")
     _library.impl("engine_usable", _executor.engine_usable, "CUDA")
-    atexit.register(_executor.save_runtime_caches)
     return True
+
+
+def unregister_cuda_kernels() -> None:
+    """Removes the Python executor's CUDA kernels (the library's own, if any, answer again); its engines stay loaded
+    for a later register_cuda_kernels."""
+    global _library
+    if _library is not None:
+        _library._destroy()
+        _library = None
 
 
 def executor() -> Optional[Executor]:
@@ -214,4 +226,4 @@ def executor() -> Optional[Executor]:
     return _executor
 
 
-__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels"]
+__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels", "unregister_cuda_kernels"]
