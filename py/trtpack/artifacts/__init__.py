@@ -19,6 +19,7 @@ from trtpack.artifacts import engine as engine_file, ep, manifest
 from trtpack.artifacts.program import LoadedProgram, program_to_save, validate
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UntrustedCodeError
 from trtpack.runtime import registration
+from trtpack.runtime.cuda_graphs import attach as cuda_graphs_of
 
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
 
@@ -90,7 +91,8 @@ def sniff(path: str) -> str:
     return "aot_inductor" if any("/data/aotinductor/" in n for n in entry_names) else "exported_program"
 
 
-def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True) -> LoadedProgram:
+def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True,
+         cuda_graphs=False) -> LoadedProgram:
     """Loads a .ep, .pt2 or .engine written by trtpack.save as a LoadedProgram (an nn.Module with .engines, .format).
 
     Every engine record is validated against its plan first (FormatError if damaged). Engines that cannot run on
@@ -106,7 +108,16 @@ def load(path, *, device=None, trust_native_code: bool = False, verify: bool = T
             format 1.1) and every other archive entry's CRC-32 (the default);
             False skips those reads of every byte, for speed, when the file is known to be intact. The archive's
             structure and the strings torch would evaluate are checked either way.
+        cuda_graphs: True (or the number of input shapes to keep; default trtpack.runtime.cuda_graphs.
+            DEFAULT_MAX_GRAPHS) to capture the whole program in a CUDA graph once per input shape and replay it.
+            Outputs are fresh tensors; .to() and load_state_dict drop the graphs. Where capture is impossible (no
+            CUDA, inputs on the CPU, data-dependent shapes, an op that cannot be captured) the program runs eagerly
+            and says why once. `program.cuda_graphs.info()` counts captures and replays.
     """
+    return cuda_graphs_of(_load(path, device, trust_native_code, verify), cuda_graphs)
+
+
+def _load(path, device, trust_native_code: bool, verify: bool) -> LoadedProgram:
     path = os.fspath(path)
     kind = sniff(path)
     if device is not None:
