@@ -80,12 +80,10 @@ class CudaBackend:
                 with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                     outputs = run(*args, **kwargs)
             except Exception as error:  # noqa: BLE001  (any failure means: this program cannot be captured)
-                try:
-                    torch.cuda.synchronize(device)
-                except Exception:  # noqa: BLE001
-                    pass
-                raise NotCaptured(f"an op could not be captured: {type(error).__name__}: "
-                                   f"{str(error).splitlines()[0][:200] if str(error) else ''}", permanent=True)
+                _repair(device, stream)
+                cause = error.__context__ or error  # the op's own error, not capture_end's that followed it
+                raise NotCaptured(f"an op could not be captured: {type(cause).__name__}: "
+                                  f"{str(cause).splitlines()[0][:200] if str(cause) else ''}", permanent=True)
             torch.cuda.current_stream(device).wait_stream(stream)
         return graph.replay, outputs
 
@@ -93,6 +91,24 @@ class CudaBackend:
         """Before graphs are dropped: wait until their last replay is done (their memory goes back to torch)."""
         if last_stream is not None:
             last_stream.synchronize()
+
+
+def _repair(device: torch.device, stream) -> None:
+    """After a failed capture: torch ends it without closing the capture state of the device's default random
+    generator, and every later random op on that device then fails ("Offset increment outside graph capture").
+    One small capture that succeeds closes it again."""
+    try:
+        torch.cuda.synchronize(device)
+    except Exception:  # noqa: BLE001  (the failed capture's error may surface here once)
+        pass
+    try:
+        scratch = torch.zeros(1, device=device)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
+            scratch.add_(1)
+        torch.cuda.synchronize(device)
+    except Exception:  # noqa: BLE001  (nothing more to do: the eager path still runs)
+        pass
 
 
 class NotCaptured(Exception):
@@ -107,7 +123,8 @@ class _Graph:
     __slots__ = ("replay", "inputs", "outputs")
 
     def __init__(self, replay, inputs, outputs):
-        self.replay, self.inputs, self.outputs = replay, inputs, outputs
+        self.replay, self.inputs = replay, inputs
+        self.outputs = outputs  # () -> fresh copies of the static outputs
 
 
 class CudaGraphs:
@@ -125,6 +142,7 @@ class CudaGraphs:
         self.backend = backend or CudaBackend()
         self._graphs = collections.OrderedDict()  # signature -> _Graph, least recently used first
         self._lock = threading.RLock()            # the graphs, captures and replays
+        self._no_grad = torch.no_grad()           # entered only under the lock (it keeps the mode it restores)
         self._last_stream, self._last_key = None, None
         self._streams = {}                        # device -> side stream for warm-up and capture
         self._off: Optional[str] = None           # why this program never captures, once known
@@ -200,7 +218,7 @@ class CudaGraphs:
         with torch.no_grad():
             replay, outputs = self.backend.capture(self.run, static_args, static_kwargs, device, stream,
                                                    lambda: self._pending(device))
-        graph = _Graph(replay, static_args + [static_kwargs[name] for name in kwargs], outputs)
+        graph = _Graph(replay, static_args + [static_kwargs[name] for name in kwargs], _cloner(outputs))
         self.captures += 1
         self._graphs[key] = graph
         while len(self._graphs) > self.max_graphs:
@@ -209,7 +227,7 @@ class CudaGraphs:
         return graph
 
     def _replay(self, key, graph: _Graph, args, kwargs, device):
-        with self._lock, torch.no_grad():
+        with self._lock, self._no_grad:
             stream = self.backend.stream_key(device)
             if self._last_key != stream:  # another stream than the last replay's: wait for it first
                 self._last_stream = self.backend.order_after(self._last_stream, device)
@@ -220,11 +238,20 @@ class CudaGraphs:
             self.replays += 1
             if key in self._graphs:
                 self._graphs.move_to_end(key)
-            return pytree.tree_map(_fresh, graph.outputs)
+            return graph.outputs()
 
 
 def _fresh(value):
     return value.clone() if isinstance(value, torch.Tensor) else value
+
+
+def _cloner(outputs):
+    """A function returning fresh copies of the static `outputs` (a tensor, a tuple of tensors, or any pytree)."""
+    if isinstance(outputs, torch.Tensor):
+        return outputs.clone
+    if type(outputs) is tuple and all(isinstance(o, torch.Tensor) for o in outputs):
+        return lambda: tuple([o.clone() for o in outputs])
+    return lambda: pytree.tree_map(_fresh, outputs)
 
 
 def _static(x: torch.Tensor) -> torch.Tensor:

@@ -54,6 +54,8 @@ class InputCheck:
         bound = [0] * self.slots
         for kind, index, dim, a, b, slot, lo, hi in self.dims:
             size = flat[index].shape[dim]
+            if size.__class__ is not int:  # a symbolic size while tracing: torch's check knows what to skip
+                return False
             if kind == _STATIC:
                 if size != a:
                     return False
