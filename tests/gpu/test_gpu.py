@@ -333,3 +333,128 @@ def test_pt2_for_cuda_loaded_with_trtpack_load(fixtures, tmp_path):
     loaded = trtpack.load(path, **trust)
     y = loaded(x)
     torch.testing.assert_close(y[0] if isinstance(y, (list, tuple)) else y, model(x), **TOL[dtype])
+
+
+# -- input checks and CUDA graphs (issue 24) -----------------------------------------------------------------------
+FIXTURE_PROGRAMS = ["mlp", "mlp_fp16", "mlp_bf16", "split", "chain", "mlp_fallback"]
+
+
+def _quiet_load(fixtures, name, **kwargs):
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return load(fixtures, name, **kwargs)
+
+
+@pytest.mark.parametrize("name", FIXTURE_PROGRAMS)
+def test_the_fast_input_check_agrees_with_torchs_on_every_fixture(fixtures, name):
+    from torch.export._unlift import _check_input_constraints_for_module
+
+    from trtpack.runtime import input_check
+
+    module = _quiet_load(fixtures, f"{name}.ep").runner.module
+    [fast] = [h for h in module._forward_pre_hooks.values() if getattr(h, "_trtpack_fast", False)]
+    dtype = models.MODELS.get(name, models.MODELS["mlp"])[1]
+    cases = [torch.zeros(b, 64, dtype=dtype) for b in range(0, 20)] + [
+        torch.zeros(4, 63, dtype=dtype), torch.zeros(4, 64, 1, dtype=dtype), torch.zeros(64, dtype=dtype),
+        torch.zeros(4, 64, dtype=torch.float64)]
+    for x in cases:
+        try:
+            _check_input_constraints_for_module(module, (x,), {})
+            theirs = True
+        except RuntimeError:
+            theirs = False
+        assert fast.check.accepts((x,), {}) == theirs, (name, tuple(x.shape), x.dtype)
+    assert isinstance(fast.check, input_check.InputCheck)
+
+
+@pytest.mark.parametrize("name", FIXTURE_PROGRAMS)
+def test_cuda_graphs_outputs_identical_to_eager_and_a_new_shape_is_captured(fixtures, trt, name):
+    eager_program = _quiet_load(fixtures, f"{name}.ep", device="cuda")
+    graphed = _quiet_load(fixtures, f"{name}.ep", device="cuda", cuda_graphs=True)
+    dtype = models.MODELS.get(name, models.MODELS["mlp"])[1]
+    for step, batch in enumerate((4, 4, 1, 16, 4, 1, 16)):
+        x = models.example_input(dtype, batch, "cuda")
+        expected = eager_program(x)
+        before = len(trt.runs)
+        y = graphed(x)
+        if step in (1, 4, 5, 6):  # a replay: no engine is called from Python
+            assert len(trt.runs) == before, (name, step)
+        assert torch.equal(y, expected), (name, batch, (y - expected).abs().max().item())
+    info = graphed.cuda_graphs.info()
+    assert info["captures"] == 3 and info["replays"] == 7 and info["eager_calls"] == 0, info
+
+
+def test_cuda_graphs_eight_threads_share_one_loaded_program(fixtures, trt):
+    program = _quiet_load(fixtures, "split.ep", device="cuda", cuda_graphs=True)
+    model, dtype = eager(fixtures, "split")
+    errors, barrier = [], threading.Barrier(8)
+
+    def worker(batch):
+        try:
+            stream = torch.cuda.Stream()
+            barrier.wait()
+            with torch.cuda.stream(stream):
+                for _ in range(30):
+                    x = models.example_input(dtype, batch, "cuda")
+                    y = program(x)
+                    stream.synchronize()
+                    torch.testing.assert_close(y, model(x), **TOL[dtype])
+        except Exception as e:  # reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(1 + i % 4,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    info = program.cuda_graphs.info()
+    assert info["captures"] == 4 and info["replays"] == 240 and info["eager_calls"] == 0, info
+
+
+def test_cuda_graphs_see_a_weight_change_and_a_move_drops_them(fixtures, trt):
+    program = _quiet_load(fixtures, "chain.ep", device="cuda", cuda_graphs=True)
+    model, dtype = eager(fixtures, "chain")
+    x = models.example_input(dtype, 4, "cuda")
+    torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    [(key, weight)] = [(k, b) for k, b in program.named_buffers() if k.endswith("weight") and b.dtype == dtype]
+    with torch.no_grad():  # in place (same memory): the captured graph reads it
+        weight.mul_(2)
+        model[5].weight.mul_(2)
+    torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    assert program.cuda_graphs.info()["captures"] == 1
+    state = dict(program.state_dict())
+    state[key] = torch.full_like(weight, 0.25)
+    program.load_state_dict(state)  # drops the graphs; the next call captures with the loaded weight
+    with torch.no_grad():
+        model[5].weight.fill_(0.25)
+    torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    program.to("cpu").to("cuda")  # a move drops the graphs too
+    torch.testing.assert_close(program(x), model(x), **TOL[dtype])
+    info = program.cuda_graphs.info()
+    assert info["captures"] == 3 and info["invalidations"] == 2, info
+
+
+def test_cuda_graphs_run_eagerly_and_say_why_once(fixtures):
+    import warnings
+
+    from trtpack.runtime import cuda_graphs
+
+    class Syncs(torch.nn.Module):  # .item() synchronizes: it cannot be captured
+        def forward(self, x):
+            return x * float(x.sum().item() > 0)
+
+    module = cuda_graphs.attach(Syncs(), True)
+    program = _quiet_load(fixtures, "mlp_fallback.ep", cuda_graphs=True)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        for _ in range(3):
+            x = torch.randn(4, 64, device="cuda")
+            torch.testing.assert_close(module(x), Syncs()(x))
+            program(x.cpu())  # inputs on the CPU: the reference branch, eagerly
+    said = [str(w.message) for w in seen if "CUDA graphs" in str(w.message)]
+    assert len(said) == 2 and all("\n" not in s for s in said), said
+    assert "could not be captured" in said[0] and "on the CPU" in said[1], said
+    assert module.cuda_graphs.info()["eager_calls"] == 3 and module.cuda_graphs.info()["off"]

@@ -1,6 +1,7 @@
 """The models of the GPU suite, shared by tests/gpu/make_fixtures.py (compiles them where TensorRT-RTX builds) and
 tests/gpu/test_gpu.py (runs them on CUDA). `scale` is a custom op no engine supports, so `split` becomes two engines
-with PyTorch between them; it records the device of every call."""
+with PyTorch between them; it records the device of every call. `chain` is three engines with two custom ops
+between them, one of them reading a weight kept in PyTorch."""
 import torch
 
 SCALE_CALLS = []  # device of each call of trtpack_gpu_test::scale
@@ -22,6 +23,27 @@ class Scale(torch.nn.Module):
         return scale(x)
 
 
+@torch.library.custom_op("trtpack_gpu_test::scale_by", mutates_args=())
+def scale_by(x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    return x * weight
+
+
+@scale_by.register_fake
+def _(x, weight):
+    return torch.empty_like(x)
+
+
+class ScaleBy(torch.nn.Module):
+    """A weight that stays in PyTorch (no engine takes the custom op): a change to it must be seen."""
+
+    def __init__(self, width):
+        super().__init__()
+        self.register_buffer("weight", torch.linspace(0.5, 1.5, width))
+
+    def forward(self, x):
+        return scale_by(x, self.weight)
+
+
 def mlp(dtype=torch.float32):
     torch.manual_seed(0)
     return torch.nn.Sequential(torch.nn.Linear(64, 128), torch.nn.ReLU(), torch.nn.Linear(128, 64)).to(dtype).eval()
@@ -33,6 +55,13 @@ def split():
                                torch.nn.ReLU()).eval()
 
 
+def chain():
+    """Three engines with PyTorch ops between them (two custom ops, one reading a weight of its own)."""
+    torch.manual_seed(2)
+    return torch.nn.Sequential(torch.nn.Linear(64, 64), torch.nn.ReLU(), Scale(), torch.nn.Linear(64, 64),
+                               torch.nn.ReLU(), ScaleBy(64), torch.nn.Linear(64, 32)).eval()
+
+
 BATCH = {"min": 1, "opt": 4, "max": 16}
 # name -> (model factory, input dtype)
 MODELS = {
@@ -40,6 +69,7 @@ MODELS = {
     "mlp_fp16": (lambda: mlp(torch.float16), torch.float16),
     "mlp_bf16": (lambda: mlp(torch.bfloat16), torch.bfloat16),
     "split": (split, torch.float32),
+    "chain": (chain, torch.float32),
 }
 
 

@@ -20,6 +20,7 @@ from trtpack.artifacts import engine as engine_file, ep, manifest
 from trtpack.artifacts.program import LoadedProgram, program_to_save, validate
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UntrustedCodeError
 from trtpack.runtime import registration, selection
+from trtpack.runtime.cuda_graphs import attach as cuda_graphs_of
 
 FORMATS = {".ep": "exported_program", ".pt2": "aot_inductor", ".engine": "engine", ".trt": "engine"}
 
@@ -92,7 +93,7 @@ def sniff(path: str) -> str:
 
 
 def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True,
-         executor: Optional[str] = None) -> LoadedProgram:
+         executor: Optional[str] = None, cuda_graphs=False) -> LoadedProgram:
     """Loads a .ep, .pt2 or .engine written by trtpack.save as a LoadedProgram (an nn.Module with .engines, .format).
 
     Every engine record is validated against its plan first (FormatError if damaged). Engines that cannot run on
@@ -112,12 +113,17 @@ def load(path, *, device=None, trust_native_code: bool = False, verify: bool = T
             library built with it; the default there) or "python"; default TRTPACK_EXECUTOR, else the process's.
             The choice is the process's (trtpack.runtime.selection): calling this program switches back to it.
             IncompatibleEngineError when it cannot run here (no such library, no CUDA), with what to do.
+        cuda_graphs: True (or the number of input shapes to keep; default trtpack.runtime.cuda_graphs.
+            DEFAULT_MAX_GRAPHS) to capture the whole program in a CUDA graph once per input shape and replay it.
+            Outputs are fresh tensors; .to() and load_state_dict drop the graphs. Where capture is impossible (no
+            CUDA, inputs on the CPU, data-dependent shapes, an op that cannot be captured) the program runs eagerly
+            and says why once. `program.cuda_graphs.info()` counts captures and replays.
     """
     if executor is not None:
         selection.use(executor)
     program = _read(os.fspath(path), device, trust_native_code, verify)
     program.executor = executor
-    return program
+    return cuda_graphs_of(program, cuda_graphs)
 
 
 def _read(path: str, device, trust_native_code: bool, verify: bool) -> LoadedProgram:

@@ -15,7 +15,7 @@ from trtpack.compiler import assemble, convert, decomposition, lower, partition 
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
-from trtpack.runtime import branches, standin
+from trtpack.runtime import branches, cuda_graphs as graphs, input_check, standin
 from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
 from trtpack.compiler.symbolic import SymbolTable
 from trtpack import guard
@@ -56,7 +56,7 @@ def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify)
 
 
 def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, targets=None, min_block_size=5,
-            fallback=False, verify=False, backend=None, cache=True) -> torch.fx.GraphModule:
+            fallback=False, verify=False, backend=None, cache=True, cuda_graphs=False) -> torch.fx.GraphModule:
     """Compiles `model` into a program whose convertible regions run as TensorRT engines.
 
     Args:
@@ -75,6 +75,9 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
             trtpack.compiler.program_cache), else plans from the engine cache ($TRTPACK_CACHE_DIR/engines, see
             trtpack.compiler.cache), and store what is new; False compiles everything and leaves both alone. The
             program cache is skipped with verify=True (verification runs on these inputs every time).
+        cuda_graphs: True (or the number of input shapes to keep, default trtpack.runtime.cuda_graphs.
+            DEFAULT_MAX_GRAPHS) to capture the whole program in a CUDA graph once per input shape and replay it;
+            where capture is impossible it runs eagerly and says why once (see trtpack.runtime.cuda_graphs).
 
     Returns:
         A GraphModule that runs like the model. `module.meta["trtpack_summary"]` describes the regions, what
@@ -100,7 +103,8 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         key_seconds = time.perf_counter() - start
         progress.step("program cache", "hit" if hit else "miss", key_seconds)
         if hit:
-            return _from_program_cache(hit, progress.seconds["export"], key_seconds, started)
+            return graphs.attach(_from_program_cache(hit, progress.seconds["export"], key_seconds, started),
+                                 cuda_graphs)
 
     prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify)
     parts, symbols = prepared.parts, prepared.symbols
@@ -133,6 +137,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         lowered = branches.resolve(reexported.module())
     lowered._trtpack_program = reexported  # what trtpack.save writes (the portable torch.cond program), no re-export
     ranges = symbols.describe() or "all sizes static"
+    input_check.install(lowered)
     guard.translate_errors(lowered, ranges)
     summary = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
         **{stage: progress.seconds[stage] for stage in ("export", "decompose", "partition", "lower")},
@@ -144,7 +149,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         summary["seconds"]["program_cache"] = round(key_seconds + time.perf_counter() - start, 3)
     summary["seconds"]["total"] = round(time.perf_counter() - started, 3)
     lowered.meta["trtpack_summary"] = summary
-    return lowered
+    return graphs.attach(lowered, cuda_graphs)
 
 
 def _backend_version(backend) -> str:
@@ -159,6 +164,7 @@ def _from_program_cache(hit, export_seconds, cache_seconds, started) -> torch.fx
     start = time.perf_counter()
     lowered = branches.resolve(hit.program.module())
     lowered._trtpack_program = hit.program
+    input_check.install(lowered)
     guard.translate_errors(lowered, hit.ranges)
     summary = dict(hit.summary, program_cache="hit", cache_hits=len(hit.summary["regions"]),
                    regions=[dict(region, cache_hit=True, seconds={}) for region in hit.summary["regions"]])

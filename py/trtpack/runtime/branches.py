@@ -47,6 +47,13 @@ class DecidedBranch(torch.nn.Module):
                 for device, fn in self._chosen.items()}
 
 
+def undecided(module: torch.nn.Module, device: torch.device):
+    """None when every DecidedBranch inside `module` has its verdict for `device`; else why not (for CUDA graphs:
+    a capture must not contain the decision)."""
+    pending = [name for name, m in module.named_modules() if isinstance(m, DecidedBranch) and device not in m._chosen]
+    return f"its fallback is still undecided on {device} ({', '.join(pending)})" if pending else None
+
+
 def _tracing(values) -> bool:
     return torch.compiler.is_compiling() or any(isinstance(v, FakeTensor) for v in values)
 

@@ -90,8 +90,12 @@ class Registry:
         key = f"{sha}@{device}"
         with self._lock:
             if key not in self._programs:
+                from trtpack.runtime import input_check
+
                 with open(os.path.join(self.folder, sha + ".ep"), "rb") as f:
-                    self._programs[key] = torch.export.load(f).module().to(device)
+                    module = torch.export.load(f).module().to(device)
+                input_check.install(module)  # set_input_shape checked the profile: don't pay torch's sympy check too
+                self._programs[key] = module
             return self._programs[key]
 
 

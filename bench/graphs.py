@@ -1,0 +1,152 @@
+"""Host time per call of whole loaded programs on a CUDA GPU, with the TensorRT STAND-IN (a test double) computing
+each engine's region, with and without CUDA graphs, against the eager model and the eager model replayed from a
+CUDA graph (copy in, replay, clone out: the same work trtpack's replay does), all measured in the same run. Also
+the per-call input check: torch's pre-hook against trtpack's fast check on the same module.
+
+    TRTPACK_TENSORRT_STANDIN=1 TRTPACK_GPU_FIXTURES=DIR python -m bench.graphs   (from the repository root)
+
+Programs: the GPU fixtures `mlp` (1 engine), `split` (2 engines, a custom op between) and `chain` (3 engines, two
+custom ops between); batch 4, fp32. "null context": every TensorRT context replaced by one that keeps the shapes but
+enqueues nothing, so the row is trtpack's own host cost (plus the stand-in's shape bookkeeping).
+"""
+import os
+import statistics
+import sys
+import time
+import warnings
+
+import torch
+
+os.environ["TRTPACK_TENSORRT_STANDIN"] = "1"
+
+from tests.support import gpu_models as models  # noqa: E402
+
+CALLS, REPEATS = 3000, 5
+PROGRAMS = {"mlp": 1, "split": 2, "chain": 3}
+
+
+def per_call_us(fn, calls=CALLS, repeats=REPEATS) -> float:
+    """Median over `repeats` of the mean time of `calls` calls, synchronized at the end of each batch."""
+    for _ in range(200):
+        fn()
+    torch.cuda.synchronize()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        for _ in range(calls):
+            fn()
+        torch.cuda.synchronize()
+        times.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(times)
+
+
+def eager_in_a_graph(model, x):
+    static_x = x.clone()
+    stream = torch.cuda.Stream()
+    stream.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(stream), torch.no_grad():
+        for _ in range(3):
+            model(static_x)
+    torch.cuda.current_stream().wait_stream(stream)
+    graph = torch.cuda.CUDAGraph()
+    with torch.cuda.graph(graph), torch.no_grad():
+        static_y = model(static_x)
+
+    def call():
+        static_x.copy_(x)
+        graph.replay()
+        return static_y.clone()
+    return call
+
+
+class NullContext:
+    """Keeps the real context's shapes; sets no address and enqueues nothing."""
+
+    def __init__(self, real):
+        self.real = real
+
+    def set_input_shape(self, name, shape):
+        return self.real.set_input_shape(name, shape)
+
+    def get_tensor_shape(self, name):
+        return self.real.get_tensor_shape(name)
+
+    def set_tensor_address(self, name, address):
+        return True
+
+    def execute_async_v3(self, stream):
+        return True
+
+
+def null_contexts():
+    from trtpack.runtime import executor
+
+    for loaded in executor.executor()._engines.values():
+        loaded._contexts = {key: (NullContext(context), lock) for key, (context, lock) in loaded._contexts.items()}
+
+
+def input_check_rows(fixtures):
+    import trtpack
+    from torch.export import _unlift
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        program = trtpack.load(os.path.join(fixtures, "mlp.ep"), device="cuda")
+    module = program.runner.module
+    [fast] = [h for h in module._forward_pre_hooks.values() if getattr(h, "_trtpack_fast", False)]
+    x = models.example_input(torch.float32, 4, "cuda")
+    torch_us = per_call_us(lambda: _unlift._check_input_constraints_pre_hook(module, (x,), {}), 20000)
+    fast_us = per_call_us(lambda: fast(module, (x,), {}), 20000)
+    guards = "; torch's range check runs as guard code in the graph" if hasattr(module, "_guards_fn") else ""
+    print(f"input check (mlp): torch's pre-hook {torch_us:.2f} us, trtpack's fast check {fast_us:.2f} us "
+          f"({torch_us / fast_us:.1f}x){guards}")
+
+
+def main() -> None:
+    import trtpack
+    from trtpack.runtime import standin
+
+    fixtures = os.environ["TRTPACK_GPU_FIXTURES"]
+    os.environ["TRTPACK_STANDIN_DIR"] = os.path.join(fixtures, "registry")
+    stand_in = standin.stand_in()
+    stand_in.keep_runs = False
+    print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, batch 4 fp32, "
+          f"median of {REPEATS} x {CALLS} calls, host time per call (us)")
+    input_check_rows(fixtures)
+    results = {}
+    for name, engines in PROGRAMS.items():
+        factory, dtype = models.MODELS[name]
+        model = factory()
+        model.load_state_dict(torch.load(os.path.join(fixtures, f"{name}.weights.pt")))
+        model = model.cuda()
+        x = models.example_input(dtype, 4, "cuda")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            plain = trtpack.load(os.path.join(fixtures, f"{name}.ep"), device="cuda")
+            graphed = trtpack.load(os.path.join(fixtures, f"{name}.ep"), device="cuda", cuda_graphs=True)
+        with torch.no_grad():
+            assert torch.equal(graphed(x), plain(x))
+            row = {"eager": per_call_us(lambda: model(x)),
+                   "eager in a CUDA graph": per_call_us(eager_in_a_graph(model, x)),
+                   "trtpack": per_call_us(lambda: plain(x)),
+                   "trtpack, cuda_graphs=True": per_call_us(lambda: graphed(x))}
+        null_contexts()
+        row["trtpack, null context"] = per_call_us(lambda: plain(x))
+        info = graphed.cuda_graphs.info()
+        assert info["captures"] == 1 and info["eager_calls"] == 0, info
+        results[name] = row
+        print(f"{name} ({engines} engine{'s' if engines > 1 else ''}):")
+        base = row["eager"]
+        for label, us in row.items():
+            print(f"  {label:<28} {us:8.2f} us/call  ({us / base:5.2f}x eager)")
+        null_goal = 15 + 8 * engines
+        print(f"  goal without graphs (null context) <= {null_goal} us: "
+              f"{'MET' if row['trtpack, null context'] <= null_goal else 'MISSED'}; goal with graphs <= 10 us: "
+              f"{'MET' if row['trtpack, cuda_graphs=True'] <= 10 else 'MISSED'}")
+    assert not stand_in.errors, stand_in.errors[-3:]
+    return results
+
+
+if __name__ == "__main__":
+    main()
+    sys.stdout.flush()

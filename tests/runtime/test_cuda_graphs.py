@@ -1,0 +1,236 @@
+"""CUDA graphs of a whole program (trtpack.runtime.cuda_graphs), on the CPU: the bookkeeping (signatures, LRU,
+fresh outputs, invalidation, threads, when it runs eagerly and says so once) driven through an injected fake
+backend whose "graph" replays by running the program again into the captured static outputs; and the real
+backend on this machine, which has no CUDA device: cuda_graphs=True loads, compiles and runs eagerly with one
+warning. Capture and replay on a GPU are tests/gpu/test_gpu.py's."""
+import threading
+import warnings
+
+import pytest
+import torch
+from torch.utils import _pytree as pytree
+
+import trtpack
+from trtpack.runtime import cuda_graphs
+from trtpack.runtime.cuda_graphs import CudaGraphs, NotCaptured
+
+
+class FakeBackend:
+    """CPU stand-in for CUDA: a stream per thread, a capture that runs once to warm up and once to record the
+    static outputs, and a replay that writes a fresh run's results into them."""
+
+    def __init__(self, fail=None):
+        self.captured, self.released, self.ordered, self.fail = [], 0, 0, fail
+
+    def unavailable(self):
+        return None
+
+    def refuse(self, device):
+        return None
+
+    def stream_key(self, device):
+        return threading.get_ident()
+
+    def order_after(self, previous, device):
+        self.ordered += 1
+        return threading.get_ident()
+
+    def side_stream(self, device):
+        return "side"
+
+    def capture(self, run, args, kwargs, device, stream, after_warmup):
+        run(*args, **kwargs)
+        reason = after_warmup()
+        if reason:
+            raise NotCaptured(reason)
+        if self.fail:
+            raise NotCaptured(self.fail, permanent=True)
+        outputs = run(*args, **kwargs)
+
+        def replay():
+            fresh = run(*args, **kwargs)
+            for static, value in zip(pytree.tree_leaves(outputs), pytree.tree_leaves(fresh)):
+                static.copy_(value)
+        self.captured.append(tuple(tuple(a.shape) for a in args))
+        return replay, outputs
+
+    def release(self, last_stream):
+        self.released += 1
+
+
+class Counting(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear = torch.nn.Linear(4, 4)
+        self.calls = 0
+
+    def forward(self, x):
+        self.calls += 1
+        return self.linear(x).relu(), x  # the second output is the input itself
+
+
+def caught(fn):
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        result = fn()
+    return result, [str(w.message) for w in seen if "CUDA graphs" in str(w.message)]
+
+
+def test_one_capture_per_signature_then_replays_and_lru_drops_the_oldest():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, max_graphs=2, backend=backend)
+    for batch in (1, 2, 1, 1, 3, 1, 2):
+        x = torch.randn(batch, 4)
+        y, same = graphs(x)
+        torch.testing.assert_close(y, module.linear(x).relu())
+        torch.testing.assert_close(same, x)
+    # 1 and 2 captured; 1 replayed; 3 captured and 2 (least recently used) dropped; 1 replays; 2 captured again
+    assert backend.captured == [((1, 4),), ((2, 4),), ((3, 4),), ((2, 4),)]
+    info = graphs.info()
+    assert info["graphs"] == 2 and info["captures"] == 4 and info["replays"] == 7 and info["eager_calls"] == 0
+    assert backend.released == 2  # each eviction waited for the last replay first
+    x = torch.randn(1, 4, dtype=torch.float64)  # another dtype is another signature
+    module.double()
+    graphs(x)
+    assert backend.captured[-1] == ((1, 4),) and graphs.info()["captures"] == 5
+
+
+def test_outputs_are_fresh_tensors_never_the_static_buffers_or_the_input():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    x1, x2 = torch.randn(2, 4), torch.randn(2, 4)
+    y1, same1 = graphs(x1)
+    kept = y1.clone()
+    y2, same2 = graphs(x2)
+    torch.testing.assert_close(y1, kept)  # the second call did not overwrite the first result
+    assert same1 is not x1 and same1.data_ptr() != x1.data_ptr()
+    torch.testing.assert_close(same1, x1)
+    torch.testing.assert_close(same2, x2)
+    static = graphs._graphs[next(iter(graphs._graphs))].outputs.__closure__[0].cell_contents  # the static tuple
+    assert len(static) == 2 and all(isinstance(t, torch.Tensor) for t in static)
+    assert {y1.data_ptr(), y2.data_ptr()}.isdisjoint({t.data_ptr() for t in static})
+    x1.add_(1)  # changing an input after the call changes no result
+    torch.testing.assert_close(same1, x1 - 1)
+
+
+def test_to_and_load_state_dict_drop_the_graphs_and_an_in_place_weight_change_is_seen():
+    module, backend = Counting(), FakeBackend()
+    cuda_graphs.attach(module, True, backend=backend)
+    x = torch.randn(3, 4)
+    module(x)
+    module(x)
+    assert module.cuda_graphs.info()["graphs"] == 1
+    with torch.no_grad():
+        module.linear.weight.mul_(2)  # same memory: a replay reads it
+    torch.testing.assert_close(module(x)[0], module.linear(x).relu())
+    module.to(torch.float32)  # through _apply, even where nothing moves
+    assert module.cuda_graphs.info()["graphs"] == 0 and module.cuda_graphs.info()["invalidations"] == 1
+    module(x)
+    state = {k: torch.zeros_like(v) for k, v in module.state_dict().items()}
+    module.load_state_dict(state)
+    assert module.cuda_graphs.info()["graphs"] == 0
+    torch.testing.assert_close(module(x)[0], torch.zeros(3, 4))
+    assert module.cuda_graphs.info()["captures"] == 3
+
+
+def test_eager_with_one_line_once_per_reason():
+    module = Counting()
+    graphs = CudaGraphs(module, backend=FakeBackend())
+    _, said = caught(lambda: [graphs(torch.randn(2, 4)) for _ in range(2)])
+    assert said == [] and graphs.info()["eager_calls"] == 0
+    nested = CudaGraphs(lambda xs: xs[0] * 2, backend=FakeBackend())
+    _, said = caught(lambda: [nested([torch.randn(2)]) for _ in range(3)])
+    assert len(said) == 1 and "not all tensors" in said[0] and "\n" not in said[0]
+    assert nested.info()["eager_calls"] == 3 and nested.info()["captures"] == 0
+
+
+def test_a_failed_capture_turns_graphs_off_for_the_program_with_its_reason():
+    module, backend = Counting(), FakeBackend(fail="an op could not be captured: RuntimeError: cudaErrorStreamCapture")
+    graphs = CudaGraphs(module, backend=backend)
+    _, said = caught(lambda: [graphs(torch.randn(b, 4)) for b in (1, 2, 2)])
+    assert len(said) == 1 and "could not be captured: RuntimeError" in said[0]
+    assert graphs.info()["off"].startswith("an op could not be captured") and graphs.info()["eager_calls"] == 3
+
+
+def test_an_undecided_fallback_is_not_captured_until_decided():
+    decided = []
+    graphs = CudaGraphs(Counting(), backend=FakeBackend(),
+                        pending=lambda device: None if decided else "its fallback is still undecided on cpu")
+    _, said = caught(lambda: graphs(torch.randn(2, 4)))
+    assert len(said) == 1 and "undecided" in said[0] and graphs.info()["graphs"] == 0
+    decided.append(True)
+    graphs(torch.randn(2, 4))
+    assert graphs.info()["graphs"] == 1
+
+
+class DataDependent(torch.nn.Module):
+    def forward(self, x):
+        return x.nonzero()
+
+
+class WritesInput(torch.nn.Module):
+    def forward(self, x):
+        x.add_(1)
+        return x * 2
+
+
+@pytest.mark.parametrize("model, reason", [(DataDependent(), "shapes depend on data"),
+                                           (WritesInput(), "writes its inputs in place")])
+def test_programs_that_can_never_be_captured_run_eagerly_and_say_why(model, reason):
+    program = torch.export.export(model, (torch.randn(4, 3),))
+    module = program.module()
+    module._trtpack_program = program
+    cuda_graphs.attach(module, True, backend=FakeBackend())
+    _, said = caught(lambda: [module(torch.randn(4, 3)) for _ in range(3)])
+    assert len(said) == 1 and reason in said[0]
+    assert module.cuda_graphs.info()["captures"] == 0 and module.cuda_graphs.info()["off"]
+
+
+def test_eight_threads_share_the_graphs():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, max_graphs=4, backend=backend)
+    errors, barrier = [], threading.Barrier(8)
+
+    def worker(batch):
+        try:
+            barrier.wait()
+            for _ in range(25):
+                x = torch.randn(batch, 4)
+                y, same = graphs(x)
+                torch.testing.assert_close(y, module.linear(x).relu())
+                torch.testing.assert_close(same, x)
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(1 + i % 4,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and graphs.info()["captures"] == 4 and graphs.info()["replays"] == 200
+    assert backend.ordered >= 2  # calls from another thread (stream) waited for the last replay
+
+
+@pytest.mark.parametrize("value", [0, -1, "yes", 2.5])
+def test_a_bad_cuda_graphs_value_is_a_trtpack_error(value):
+    with pytest.raises(trtpack.TrtpackError, match="cuda_graphs must be True, False or a number"):
+        cuda_graphs.attach(Counting(), value)
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_on_a_cpu_machine_load_and_compile_accept_cuda_graphs_and_run_eagerly(tmp_path):
+    from tests.support import models
+
+    model = models.eval_model(models.MLP)
+    x = torch.randn(4, 16)
+    compiled, said = caught(lambda: trtpack.compile(model, (x,), targets=["sm86"], fallback=True, cuda_graphs=True))
+    path = str(tmp_path / "mlp.ep")
+    trtpack.save(compiled, path)
+    for make in (lambda: compiled, lambda: trtpack.load(path, cuda_graphs=True), lambda: trtpack.load(path, cuda_graphs=3)):
+        program, _ = caught(make)
+        outputs, said = caught(lambda: [program(x) for _ in range(3)])
+        for y in outputs:
+            torch.testing.assert_close(y, model(x), rtol=1e-5, atol=1e-5)
+        assert len(said) == 1 and "no CUDA device here" in said[0] and "\n" not in said[0], said
+        assert program.cuda_graphs.info()["eager_calls"] == 3
+    assert not hasattr(trtpack.load(path), "cuda_graphs")  # off unless asked for
