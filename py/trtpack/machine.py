@@ -5,9 +5,8 @@ import importlib.util
 
 import torch
 
-from trtpack.names import sm_name
-
-BACKEND_MODULES = {"tensorrt_rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
+from trtpack.names import BACKEND_MODULES, sm_name
+from trtpack.runtime.executor import test_double
 
 
 @functools.lru_cache(maxsize=None)
@@ -31,10 +30,9 @@ def installed_backends() -> dict:
 
 def describe(device=None) -> dict:
     """{"cuda": bool, "sm": "sm90" | None, "backends": {...}} for `device` (default: the current CUDA device)."""
-    from trtpack.runtime import standin
-
-    if standin.requested():  # a test double replaces TensorRT and says which GPU it emulates
-        return standin.machine(device)
+    double = test_double()
+    if double is not None:  # a test double replaces TensorRT and says which GPU it emulates
+        return double.machine(device)
     device = torch.device(device) if device is not None else None
     cuda = torch.cuda.is_available() and (device is None or device.type == "cuda")
     sm = None

@@ -1,5 +1,10 @@
-"""How trtpack writes the names people read, each in one place: compute capabilities, dtypes, dynamic ranges."""
+"""How trtpack writes the names people read, each in one place: backends, compute capabilities, dtypes, dynamic
+ranges."""
 import torch
+
+# Backend name -> the Python module that provides it. The record's `backend` field takes these names.
+BACKEND_MODULES = {"tensorrt_rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
+DEFAULT_BACKEND = "tensorrt_rtx"
 
 
 def sm_name(major: int, minor: int) -> str:

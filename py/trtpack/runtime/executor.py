@@ -16,13 +16,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from trtpack import machine, record
-from trtpack.names import dtype_name, sm_name
+from trtpack import record
+from trtpack.names import BACKEND_MODULES, dtype_name, sm_name
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes, standin
 from trtpack.runtime.trt_engine import LoadedEngine, run
 
-BACKEND_MODULES = tuple(machine.BACKEND_MODULES)
+
+def test_double():
+    """The computing TensorRT stand-in (runtime/standin.py, a test double) when the environment asks for it
+    (TRTPACK_TENSORRT_STANDIN=1), else None. The one way trtpack's own modules reach the stand-in."""
+    return standin if standin.requested() else None
 
 
 def default_cache_dir() -> str:
@@ -201,7 +205,7 @@ def register_cuda_kernels() -> bool:
     global _executor, _library
     if _library is not None or torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA"):
         return False
-    _executor = standin.executor() if standin.requested() else Executor()
+    _executor = _stand_in_executor() if test_double() is not None else Executor()
     _library = torch.library.Library("trtpack", "IMPL")
     _library.impl("execute_engine", _executor.execute_engine, "CUDA")
     _library.impl("engine_usable", _executor.engine_usable, "CUDA")
@@ -209,9 +213,19 @@ def register_cuda_kernels() -> bool:
     return True
 
 
+def _stand_in_executor() -> Executor:
+    """An Executor whose TensorRT modules are stand-ins and whose GPU reports the emulated capability."""
+    def import_module(name):
+        if name != "tensorrt_rtx":
+            raise ImportError(f"the TensorRT stand-in replaces tensorrt_rtx only, not {name}")
+        return standin.stand_in(name)
+
+    return Executor(import_module=import_module, capability=lambda device: standin.emulated_capability())
+
+
 def executor() -> Optional[Executor]:
     """The registered Python executor, or None when the C++ library runs engines itself."""
     return _executor
 
 
-__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels"]
+__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels", "test_double"]
