@@ -182,15 +182,15 @@ def test_the_manifest_trtpack_writes_follows_its_schema(mlp_fallback, tmp_path):
     RuntimeError("Expected input at *args[0].shape[0] to be <= 16, but got 17"),          # torch 2.11's check
 ])
 def test_both_torch_versions_shape_refusals_become_incompatible_engine_errors(raised):
-    from trtpack import guard
+    from trtpack import error_translation
 
     def program(x):
         raise raised
 
     with pytest.raises(trtpack.IncompatibleEngineError, match=r"outside the shapes .*16.*Compiled ranges: s0 in \[1, 16\]"):
-        guard.call(program, (torch.randn(17, 4),), {}, "s0 in [1, 16]")
+        error_translation.call(program, (torch.randn(17, 4),), {}, "s0 in [1, 16]")
     with pytest.raises(RuntimeError, match="unrelated"):  # anything else passes through unchanged
-        guard.call(lambda: (_ for _ in ()).throw(RuntimeError("unrelated")), (), {}, "")
+        error_translation.call(lambda: (_ for _ in ()).throw(RuntimeError("unrelated")), (), {}, "")
 
 
 class Tied(torch.nn.Module):

@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from trtpack import guard, machine, names, record
+from trtpack import _native, error_translation, machine, names, record
 from trtpack.errors import FormatError, TrtpackError
 
 EXECUTE = torch.ops.trtpack.execute_engine.default
@@ -46,7 +46,7 @@ class LoadedProgram(torch.nn.Module):
         self.ranges = names.ranges_text(symbols)
 
     def forward(self, *args, **kwargs):
-        return guard.call(self.runner, args, kwargs, self.ranges)
+        return error_translation.call(self.runner, args, kwargs, self.ranges)
 
 
 def _graph_tensors(ep: torch.export.ExportedProgram) -> dict:
@@ -181,7 +181,7 @@ def describe_program(program: torch.export.ExportedProgram) -> dict:
 
 
 def warn_version_skew(found: list) -> None:
-    from trtpack import __version__
+    __version__ = _native.core.__version__
     built = {e.record["trtpack_version"] for e in found}
     skewed = sorted(v for v in built if v.split(".")[:2] != __version__.split(".")[:2])
     if skewed:

@@ -13,8 +13,8 @@ import zlib
 import torch
 import torch.utils._pytree as pytree
 
-import trtpack  # noqa: F401  (loads libtorchtrt_runtime.so, which defines torch.ops.trtpack)
-from trtpack import guard, names
+# _native loads libtorchtrt_runtime.so, which defines torch.ops.trtpack
+from trtpack import _native, error_translation, names, record
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
@@ -120,7 +120,7 @@ def _load_checked(path: str, device=None):
     try:
         return torch._inductor.aoti_load_package(path, device_index=device_index)
     except (RuntimeError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:  # damaged archive entries too
-        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {guard.first_line(e)}") from e
+        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {error_translation.first_line(e)}") from e
 
 
 def package_device_type(path):
@@ -146,7 +146,7 @@ def input_specs(ep):
 
 
 def _metadata(ep):
-    meta = {"trtpack.version": trtpack.__version__}
+    meta = {"trtpack.version": _native.core.__version__}
     specs = input_specs(ep)
     if specs is not None:
         meta[INPUTS_METADATA_KEY] = json.dumps(specs, separators=(",", ":"))
@@ -219,7 +219,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     """Loads a trtpack .pt2 (the caller has opted in to running its native code)."""
     check_archive(path, verify)
     found_manifest = manifest.read(path)
-    found = [Engine(trtpack.record.decode_meta(meta)["name"], meta, None, fallback)
+    found = [Engine(record.decode_meta(meta)["name"], meta, None, fallback)
              for meta, fallback in found_manifest.engines]
     warn_version_skew(found)
     warn_unusable(found, device)
@@ -234,12 +234,12 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
 
 class PackageRunner:
     """Calls an AOTInductor package like torch's runner does, with its pytree specs read once at load, where
-    model-defined types the process lacks get stand-ins (pytree_types)."""
+    model-defined types the process lacks get placeholder types (pytree_types)."""
 
     def __init__(self, compiled):
         self.compiled = compiled
         in_text, out_text = compiled.loader.get_call_spec()
-        with pytree_types.standins([in_text, out_text]):
+        with pytree_types.placeholders([in_text, out_text]):
             self.in_spec, self.out_spec = pytree.treespec_loads(in_text), pytree.treespec_loads(out_text)
 
     def __call__(self, *args, **kwargs):

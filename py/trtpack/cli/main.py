@@ -104,12 +104,12 @@ def main_with_args(argv) -> int:
 def _cache(args) -> int:
     if args not in (["info"], ["clear"]):
         return _usage(f"cache takes info or clear, got {args}")
-    from trtpack.compiler import cache
+    from trtpack.compiler import engine_cache
 
     if args == ["clear"]:
-        print(f"removed {cache.clear()} entries from {cache.info()['path']}")
+        print(f"removed {engine_cache.clear()} entries from {engine_cache.info()['path']}")
         return EXIT_OK
-    info = cache.info()
+    info = engine_cache.info()
     if FLAGS.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
