@@ -137,7 +137,7 @@ def test_a_graph_torch_cannot_export_exits_3(tmp_path):
 def test_each_error_class_maps_to_its_documented_exit_code():
     import trtpack
     from trtpack.cli.model_file import ModelFileError
-    from trtpack.compiler.convert import VerificationError
+    from trtpack.compiler.onnx_export import VerificationError
 
     documented = {ModelFileError("m"): cli.EXIT_BAD_INPUT, trtpack.FormatError("f"): cli.EXIT_BAD_INPUT,
                   trtpack.UntrustedCodeError("u"): cli.EXIT_BAD_INPUT, VerificationError("v"): cli.EXIT_MISMATCH,

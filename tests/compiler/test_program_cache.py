@@ -13,7 +13,7 @@ import torch
 import trtpack
 from tests.support import plans
 from trtpack import record
-from trtpack.compiler import backends, cache, decomposition, program_cache
+from trtpack.compiler import backends, engine_cache, decomposition, program_cache
 from trtpack.runtime.branches import DecidedBranch
 
 BATCH = torch.export.Dim("batch", min=1, max=8)
@@ -177,7 +177,7 @@ def test_cache_false_leaves_both_folders_empty(programs):
     assert module.meta["trtpack_summary"]["program_cache"] == "off"
     for folder in (programs, programs.parent / "engines"):
         assert not folder.exists() or not os.listdir(folder)
-    assert cache.info()["entries"] == 0
+    assert engine_cache.info()["entries"] == 0
 
 
 def test_verify_compiles_every_time():
@@ -190,7 +190,7 @@ def test_verify_compiles_every_time():
 
 def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     _compile(Net(), torch.randn(4, 16))
-    info = cache.info()
+    info = engine_cache.info()
     assert info["path"] == str(programs.parent) and info["entries"] == 2
     assert {name: f["entries"] for name, f in info["folders"].items()} == {"engines": 1, "programs": 1}
     assert info["folders"]["programs"]["bytes"] == sum(p.stat().st_size for p in programs.iterdir())
@@ -199,16 +199,16 @@ def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     for path in programs.iterdir():  # the program is the least recently used entry
         os.utime(path, (1000, 1000))
     monkeypatch.setenv("TRTPACK_CACHE_MAX_MB", str((info["folders"]["engines"]["bytes"] + 2000) / 1e6))
-    cache.put("f" * 64, cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"]))  # needs the program's room
+    engine_cache.put("f" * 64, engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"]))  # needs the program's room
     assert list(programs.iterdir()) == []  # evicted as a whole, both files
-    assert cache.info()["folders"]["engines"]["entries"] == 2
+    assert engine_cache.info()["folders"]["engines"]["entries"] == 2
 
     monkeypatch.delenv("TRTPACK_CACHE_MAX_MB")
     _compile(Net(torch.nn.GELU()), torch.randn(4, 16))
-    assert cache.info()["folders"]["programs"]["entries"] == 1
-    before = cache.info()["entries"]
-    assert before == 4 and cache.clear() == before
-    assert cache.info()["entries"] == 0 and list(programs.iterdir()) == []
+    assert engine_cache.info()["folders"]["programs"]["entries"] == 1
+    before = engine_cache.info()["entries"]
+    assert before == 4 and engine_cache.clear() == before
+    assert engine_cache.info()["entries"] == 0 and list(programs.iterdir()) == []
 
 
 class _Terminal(io.StringIO):

@@ -20,7 +20,7 @@ import torch
 
 import trtpack
 from fuzz import programs
-from tests.reliability.save_helpers import BODY, check_artifact, fake_package, leftovers
+from tests.support.save_helpers import BODY, check_artifact, fake_package, leftovers
 from trtpack.artifacts import atomic
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -151,7 +151,7 @@ sys.path.extend(sys.argv[3:])  # appended: a folder named py/ ahead of pytest's 
 warnings.simplefilter("ignore")
 import trtpack
 from fuzz import programs
-from tests.reliability import save_helpers as t
+from tests.support import save_helpers as t
 folder, fmt = sys.argv[1], sys.argv[2]
 path = os.path.join(folder, "program." + fmt)
 if fmt == "pt2":
