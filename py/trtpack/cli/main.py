@@ -134,7 +134,18 @@ def _absl_main(argv):
     sys.exit(main_with_args(argv))
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "help")
+
+
+def help_text() -> str:
+    """The commands (this module's docstring) and the flags they take: what `trtpack --help` prints."""
+    return f"{__doc__.strip()}\n\nFlags:\n{FLAGS.module_help(__name__)}\n"
+
+
 def main():
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):  # absl's own --help would print "USAGE: ... [flags]"
+        print(help_text())
+        sys.exit(EXIT_OK)
     app.run(_absl_main)
 
 
