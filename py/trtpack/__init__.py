@@ -20,7 +20,7 @@ _COMPILER_NAMES = ("compile", "convert_exported_program_to_trt_engine")
 
 
 def __getattr__(name):
-    # The compiler (sympy, onnx, onnxscript) costs ~0.4 s to import; loading and running artifacts never needs it.
+    # The compiler (sympy, onnx, onnxscript) is slow to import; loading and running artifacts never needs it.
     if name in _COMPILER_NAMES:
         from trtpack import compiler
         return getattr(compiler, name)

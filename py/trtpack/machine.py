@@ -13,7 +13,7 @@ from trtpack.runtime.executor import test_double
 def installed_backends() -> dict:
     """Backend name -> version, for each TensorRT flavour installed here.
 
-    Read from package metadata, not by importing the module: importing tensorrt_rtx costs ~94 MB and 40 ms, and
+    Read from package metadata, not by importing the module: importing tensorrt_rtx is heavy (memory and time), and
     load()/inspect() ask this on machines that will never run an engine. Whether the module really loads is
     found out when an engine runs (the executor then raises IncompatibleEngineError).
     """
