@@ -17,11 +17,12 @@ import torch.utils._pytree as pytree
 from trtpack import _native, error_translation, names, record
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
-from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
-                                       user_input_nodes, warn_unusable, warn_version_skew)
+from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, structure_names,
+                                       tensor_spec, user_input_nodes, warn_unusable, warn_version_skew)
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
+MAX_METADATA_BYTES = 1 << 20  # AOTInductor's <model>_metadata.json: a few hundred bytes
 INPUTS_METADATA_KEY = "trtpack.inputs"
 OUTPUTS_METADATA_KEY = "trtpack.outputs"
 
@@ -102,8 +103,7 @@ def load(path, device=None):
 
 
 def _load_checked(path: str, device=None):
-    if not zipfile.is_zipfile(path):
-        raise FormatError(f"{path}: not an AOTInductor package (a .pt2 zip archive); make one with trtpack.save(..., 'x.pt2')")
+    """AOTInductor's loader on a package check_archive passed."""
     built_for = package_device_type(path)
     device_index = -1
     if device is not None:
@@ -124,17 +124,29 @@ def _load_checked(path: str, device=None):
 
 
 def package_device_type(path):
-    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata; None if not recorded."""
-    with zipfile.ZipFile(path) as archive:
-        for name in archive.namelist():
-            if "/data/aotinductor/" in name and name.endswith("_metadata.json"):
+    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata (through the checked zip
+    reader); None if not recorded."""
+    fd, size = open_regular(path)
+    try:
+        for entry in zip_layout.read_layout(fd, size):
+            if "/data/aotinductor/" in entry.name and entry.name.endswith("_metadata.json"):
+                data = zip_layout.read_entry(fd, entry, MAX_METADATA_BYTES)
                 try:
-                    meta = json.loads(archive.read(name))
+                    meta = json.loads(data)
                 except ValueError as e:
-                    raise FormatError(f"{path}: {name} is not valid JSON ({e}); the package is damaged") from e
+                    raise FormatError(f"{path}: {entry.name} is not valid JSON ({e}); the package is damaged") from e
                 if isinstance(meta, dict) and isinstance(meta.get("AOTI_DEVICE_KEY"), str):
                     return meta["AOTI_DEVICE_KEY"]
+    except zip_layout.LayoutError as e:
+        raise _not_trtpack_package(path, e) from None
+    finally:
+        os.close(fd)
     return None
+
+
+def _not_trtpack_package(path: str, error: zip_layout.LayoutError) -> FormatError:
+    return FormatError(f"trtpack: {path!r} is not an AOTInductor package as trtpack writes it: {error}. Re-save it "
+                       "with trtpack.save.")
 
 
 def input_specs(ep):
@@ -157,33 +169,11 @@ def _metadata(ep):
 def output_names(ep) -> list:
     """A name per flattened output, from the program's output structure, so a C++ caller (//tools:run_pt2) keeps
     what a model-defined output type (a dataclass, ModelOutput, dict) calls each tensor: "last_hidden_state",
-    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}. Read from the
-    TreeSpec itself (its context holds the keys), so a type registered without key paths names its outputs too."""
-    out_spec = ep.call_spec.out_spec
-    if out_spec is None:
-        return []
-    paths = list(_leaf_paths(out_spec, ()))
-    names = [".".join(str(part) for part in path) for path in paths]
-    positional = all(isinstance(part, int) for path in paths for part in path)
-    if positional or len(set(names)) != len(names) or not all(names):
-        return [f"output_{i}" for i in range(len(paths))]
-    return names
-
-
-def _leaf_paths(spec, path):
-    if spec.is_leaf():
-        yield path
-        return
-    children = spec.children_specs
-    keys = spec.context
-    if isinstance(keys, (list, tuple)) and len(keys) == len(children) and all(isinstance(k, str) for k in keys):
-        parts = list(keys)  # dict keys, ModelOutput / dataclass fields
-    elif isinstance(getattr(spec, "type", None), type) and hasattr(spec.type, "_fields"):
-        parts = list(spec.type._fields)  # a namedtuple
-    else:
-        parts = list(range(len(children)))
-    for part, child in zip(parts, children):
-        yield from _leaf_paths(child, path + (part,))
+    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}."""
+    named = structure_names(ep)
+    if named is not None:
+        return named
+    return [f"output_{i}" for i in range(ep.call_spec.out_spec.num_leaves)]
 
 
 def _check_device_available(values):
@@ -209,8 +199,7 @@ def check_archive(path: str, verify: bool = True) -> None:
         if verify:
             zip_layout.check_crcs(fd, entries)
     except zip_layout.LayoutError as e:
-        raise FormatError(f"trtpack: {path!r} is not an AOTInductor package as trtpack writes it: {e}. Re-save it "
-                          "with trtpack.save.") from None
+        raise _not_trtpack_package(path, e) from None
     finally:
         os.close(fd)
 
