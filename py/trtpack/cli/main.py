@@ -51,7 +51,7 @@ def _exit_code(error) -> int:
 
     if isinstance(error, (ModelFileError, trtpack.FormatError, trtpack.UntrustedCodeError)):
         return EXIT_BAD_INPUT
-    if type(error).__name__ == "VerificationError":  # compiler.convert's; importing it here would load the compiler
+    if type(error).__name__ == "VerificationError":  # compiler.onnx_export's; importing it here would load the compiler
         return EXIT_MISMATCH
     if isinstance(error, trtpack.UnsupportedGraphError):
         return EXIT_UNSUPPORTED
