@@ -480,6 +480,13 @@ def test_cli_inspect_exits_bad_input_on_a_file_load_refuses(name, valid, tmp_pat
     assert STRUCTURAL in stderr and "runs on this machine" not in stdout
 
 
+def test_the_archive_checks_dtype_table_is_torchs():
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    from trtpack.artifacts import ep_check
+    assert ep_check.serialized_dtypes() == dict(_SERIALIZE_TO_TORCH_DTYPE)
+
+
 def test_inspect_shows_the_digest_load_checks(valid):
     info = trtpack.inspect(str(valid / "program.ep"))
     engine = info["engines"][0]
