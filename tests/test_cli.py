@@ -118,7 +118,8 @@ def test_extract_takes_an_engine_file_and_refuses_a_pt2_in_one_line(exported, tm
 
 def test_a_verification_mismatch_exits_4(tmp_path):
     # The model file tightens onnxruntime's tolerance below zero, so the real check of the region's ONNX must fail.
-    body = MODEL + "\nfrom trtpack.compiler import onnx_export\nonnx_export.VERIFY_TOLERANCE[torch.float32] = (-1.0, 0.0)\n"
+    body = MODEL + ("\nfrom trtpack.compiler import onnx_export\n"
+                    "onnx_export.VERIFY_TOLERANCE[torch.float32] = (-1.0, 0.0)\n")
     (tmp_path / "strict.py").write_text(textwrap.dedent(body))
     code, stdout, stderr = run_cli("export", str(tmp_path / "strict.py"), "--out", str(tmp_path / "out"),
                                    "--targets", "sm86", "--formats", "engine")

@@ -13,7 +13,7 @@ import torch
 
 import trtpack
 from tests.support import plans, python_env
-from trtpack import record
+from trtpack import _native, record
 from trtpack.compiler import backends, engine_cache, partition, region
 from trtpack.compiler.export import export_program
 from trtpack.compiler.symbolic import SymbolTable
@@ -86,7 +86,7 @@ def test_changing_any_one_input_of_the_plan_misses(monkeypatch):
         patch.setattr(record, "FORMAT_VERSION", (record.FORMAT_VERSION[0], record.FORMAT_VERSION[1] + 1))
         variants["format version"] = _key(Net(), x, (batch,))
     with monkeypatch.context() as patch:
-        patch.setattr(trtpack, "__version__", trtpack.__version__ + ".dev1")
+        patch.setattr(_native.core, "__version__", _native.core.__version__ + ".dev1")  # what keys read
         variants["trtpack version"] = _key(Net(), x, (batch,))
     for what, key in variants.items():
         assert key is True or (isinstance(key, str) and key != base), what
@@ -142,7 +142,8 @@ def test_a_damaged_entry_is_reported_once_removed_and_rebuilt(own_cache, damage)
     assert len([w for w in caught if "damaged" in str(w.message)]) == 1
     assert again.meta["trtpack_summary"]["cache_hits"] == 0  # rebuilt
     assert plans.of_compiled(again) == plans.of_compiled(cold)
-    assert engine_cache.get(entry.name.removesuffix(engine_cache.ENTRY_SUFFIX)) is not None  # the rebuilt entry is whole
+    key = entry.name.removesuffix(engine_cache.ENTRY_SUFFIX)
+    assert engine_cache.get(key) is not None  # the rebuilt entry is whole
 
 
 def test_writes_are_atomic_and_a_failed_write_leaves_nothing(own_cache, monkeypatch):

@@ -12,7 +12,7 @@ import torch
 
 import trtpack
 from tests.support import plans
-from trtpack import record
+from trtpack import _native, record
 from trtpack.compiler import backends, engine_cache, decomposition, program_cache
 from trtpack.runtime.branches import DecidedBranch
 
@@ -95,7 +95,7 @@ def test_changing_any_one_input_of_the_program_misses(monkeypatch):
         patch.setattr(record, "FORMAT_VERSION", (record.FORMAT_VERSION[0], record.FORMAT_VERSION[1] + 1))
         variants["format version"] = _key(monkeypatch, Net(), x)
     with monkeypatch.context() as patch:
-        patch.setattr(trtpack, "__version__", trtpack.__version__ + ".dev1")
+        patch.setattr(_native.core, "__version__", _native.core.__version__ + ".dev1")  # what keys read
         variants["trtpack version"] = _key(monkeypatch, Net(), x)
     for what, key in variants.items():
         assert key is True or (isinstance(key, str) and key != base), what
@@ -199,7 +199,8 @@ def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     for path in programs.iterdir():  # the program is the least recently used entry
         os.utime(path, (1000, 1000))
     monkeypatch.setenv("TRTPACK_CACHE_MAX_MB", str((info["folders"]["engines"]["bytes"] + 2000) / 1e6))
-    engine_cache.put("f" * 64, engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"]))  # needs the program's room
+    entry = engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
+    engine_cache.put("f" * 64, entry)  # needs the program's room
     assert list(programs.iterdir()) == []  # evicted as a whole, both files
     assert engine_cache.info()["folders"]["engines"]["entries"] == 2
 

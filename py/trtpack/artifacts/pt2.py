@@ -120,7 +120,8 @@ def _load_checked(path: str, device=None):
     try:
         return torch._inductor.aoti_load_package(path, device_index=device_index)
     except (RuntimeError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:  # damaged archive entries too
-        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {error_translation.first_line(e)}") from e
+        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: "
+                          f"{error_translation.first_line(e)}") from e
 
 
 def package_device_type(path):

@@ -3,8 +3,8 @@ pytree specs, for a process that never imported the model's library.
 
 torch records such a type by name ("transformers.modeling_outputs.BaseModelOutput") and can rebuild it only if this
 process registered it, which the model's library does when it is imported. trtpack imports nothing on the file's
-behalf: where the type is registered (its library is imported) the original type comes back; otherwise a placeholder type
-is registered under that name while the program loads, which rebuilds:
+behalf: where the type is registered (its library is imported) the original type comes back; otherwise a
+placeholder type is registered under that name while the program loads, which rebuilds:
   - a dataclass or ModelOutput as a plain dict with the same keys, in order (fields that were None included as None);
   - a named tuple as a plain tuple subclass with fields field0, field1, ... (the spec does not store field names).
 A type whose recorded context is neither raises FormatError naming the type and the package to import.
@@ -79,8 +79,8 @@ def _cannot_rebuild(type_name: str) -> FormatError:
 
 
 def prepare(spec_texts) -> list:
-    """Registers a placeholder type for each model-defined type named in the dumped treespecs `spec_texts` that this process
-    has not registered. Returns the names it registered."""
+    """Registers a placeholder type for each model-defined type named in the dumped treespecs `spec_texts` that this
+    process has not registered. Returns the names it registered."""
     registered = []
     for text in spec_texts:
         if not text:

@@ -74,7 +74,8 @@ def _graph(module: torch.fx.GraphModule, digest) -> None:
     index = {}
     for position, node in enumerate(module.graph.nodes):
         index[node] = position
-        digest.update(json.dumps([node.op, node.name, cache_keys.target_name(node.target), cache_keys.argument(node.args, index),
+        digest.update(json.dumps([node.op, node.name, cache_keys.target_name(node.target),
+                                  cache_keys.argument(node.args, index),
                                   cache_keys.argument(node.kwargs, index), _value(node.meta.get("val"))]).encode())
         if node.op == "get_attr":
             attribute = module
@@ -128,8 +129,8 @@ def get(key_: str, exported: torch.export.ExportedProgram) -> Optional[Hit]:
         if _pytree_specs(program) != _pytree_specs(exported):
             return None
     except (ValueError, KeyError, TypeError, TrtpackError) as error:
-        engine_cache.report_damage([program_path, summary_path], str(error).splitlines()[0][:300] or type(error).__name__,
-                            what="program")
+        engine_cache.report_damage([program_path, summary_path],
+                                   str(error).splitlines()[0][:300] or type(error).__name__, what="program")
         return None
     engine_cache.touch([summary_path, program_path])
     return hit

@@ -118,8 +118,8 @@ def region_spec(gm, name, symbols) -> RegionSpec:
 
 
 def engine_key(gm, name, spec: RegionSpec, backend, targets, min_block_size) -> str:
-    """The engine cache key: the region's graph and weights (engine_cache.key) plus everything else that changes the plan
-    or its record."""
+    """The engine cache key: the region's graph and weights (engine_cache.key) plus everything else that changes the
+    plan or its record."""
     return engine_cache.key(getattr(gm, name), {
         "name": name, "inputs": spec.record_inputs, "outputs": spec.record_outputs, "symbols": spec.record_symbols,
         "dtypes": [dtype_name(v.dtype) for v in spec.input_values + spec.output_values],
