@@ -1,6 +1,7 @@
 #include "core/engine_record.h"
 
 #include <algorithm>
+#include <cmath>
 #include <iterator>
 #include <set>
 #include <type_traits>
@@ -68,11 +69,14 @@ TRTPACK_SYMBOL_RANGE_FIELDS(TRTPACK_RANGE_KIND)
 }
 
 int64_t get_int(const json& v, const std::string& field) {
+  // JSON integers past 2^64-1 reach us as doubles: those are out of range, not fractions.
+  if (v.is_number_float() && std::fabs(v.get<double>()) >= 9223372036854775808.0)
+    throw RecordError(field, "is out of range: " + v.dump() + " does not fit in a signed 64-bit integer");
   if (!v.is_number_integer())
     throw RecordError(field, "must be an integer, got " + std::string(v.is_number() ? "a fraction" : v.type_name()) +
                                  kSeeSpec);
   if (v.is_number_unsigned() && v.get<uint64_t>() > uint64_t{INT64_MAX})
-    throw RecordError(field, "does not fit in a signed 64-bit integer");
+    throw RecordError(field, "is out of range: " + v.dump() + " does not fit in a signed 64-bit integer");
   return v.get<int64_t>();
 }
 

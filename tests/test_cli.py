@@ -118,7 +118,8 @@ def test_extract_takes_an_engine_file_and_refuses_a_pt2_in_one_line(exported, tm
 
 def test_a_verification_mismatch_exits_4(tmp_path):
     # The model file tightens onnxruntime's tolerance below zero, so the real check of the region's ONNX must fail.
-    body = MODEL + "\nfrom trtpack.compiler import convert\nconvert.VERIFY_TOLERANCE[torch.float32] = (-1.0, 0.0)\n"
+    body = MODEL + ("\nfrom trtpack.compiler import onnx_export\n"
+                    "onnx_export.VERIFY_TOLERANCE[torch.float32] = (-1.0, 0.0)\n")
     (tmp_path / "strict.py").write_text(textwrap.dedent(body))
     code, stdout, stderr = run_cli("export", str(tmp_path / "strict.py"), "--out", str(tmp_path / "out"),
                                    "--targets", "sm86", "--formats", "engine")
@@ -137,7 +138,7 @@ def test_a_graph_torch_cannot_export_exits_3(tmp_path):
 def test_each_error_class_maps_to_its_documented_exit_code():
     import trtpack
     from trtpack.cli.model_file import ModelFileError
-    from trtpack.compiler.convert import VerificationError
+    from trtpack.compiler.onnx_export import VerificationError
 
     documented = {ModelFileError("m"): cli.EXIT_BAD_INPUT, trtpack.FormatError("f"): cli.EXIT_BAD_INPUT,
                   trtpack.UntrustedCodeError("u"): cli.EXIT_BAD_INPUT, VerificationError("v"): cli.EXIT_MISMATCH,

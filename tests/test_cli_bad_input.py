@@ -73,7 +73,34 @@ def test_inspect_of_a_damaged_archive(tmp_path):
     bad = tmp_path / "bad.ep"
     bad.write_bytes(b"PK\x03\x04" + b"\0" * 100)
     code, out = run_cli("inspect", str(bad))
-    assert code == cli.EXIT_BAD_INPUT and "damaged" in out
+    assert code == cli.EXIT_BAD_INPUT
+    assert "is not a safe trtpack ExportedProgram archive: the last 22 bytes are not an end of central" in out
+
+
+def test_inspect_of_a_file_that_is_no_artifact_says_so(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# a project\n\nNot a model.\n")
+    code, out = run_cli("inspect", str(readme))
+    assert code == cli.EXIT_BAD_INPUT
+    assert "is not a trtpack artifact: it is neither a zip archive (.ep, .pt2) nor a TensorRT plan" in out
+    assert "written by trtpack.save or `trtpack export`" in out and "sidecar" in out.split("nor a TensorRT")[1]
+
+
+def test_a_plan_without_its_sidecar_still_asks_for_the_sidecar(tmp_path):
+    plan = tmp_path / "model.engine"
+    plan.write_bytes(b"vtrt" + bytes(60))
+    code, out = run_cli("inspect", str(plan))
+    assert code == cli.EXIT_BAD_INPUT and "has no sidecar" in out and "not a trtpack artifact" not in out
+
+
+@pytest.mark.parametrize("flag", ["--help", "-h", "help"])
+def test_help_lists_the_commands_and_their_flags(flag):
+    code, out = run_cli(flag)
+    assert code == cli.EXIT_OK
+    for command in ("trtpack export MODEL.py", "trtpack inspect FILE", "trtpack run FILE", "trtpack extract FILE",
+                    "trtpack cache info|clear", "Exit codes:", "--min_block_size", "--trust_native_code"):
+        assert command in out, command
+    assert "Try --helpfull" not in out and "USAGE:" not in out
 
 
 def test_extract_needs_engine_and_output(tmp_path):

@@ -6,7 +6,7 @@ One folder per stage of the data path, each with one entry point:
   runtime/    the ops' kernels: fake (tracing), Python TensorRT executor, the test stand-in
   artifacts/  save / load / inspect, one module per format; load returns a LoadedProgram   (trtpack.save, .load)
   cli/        the `trtpack` command over the above
-  names.py, machine.py, guard.py, errors.py: spellings, this machine, error translation, error types
+  names.py, machine.py, error_translation.py, errors.py: spellings, this machine, error translation, error types
 """
 from trtpack import _native
 from trtpack.errors import (FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError,
@@ -20,7 +20,7 @@ _COMPILER_NAMES = ("compile", "convert_exported_program_to_trt_engine")
 
 
 def __getattr__(name):
-    # The compiler (sympy, onnx, onnxscript) costs ~0.4 s to import; loading and running artifacts never needs it.
+    # The compiler (sympy, onnx, onnxscript) is slow to import; loading and running artifacts never needs it.
     if name in _COMPILER_NAMES:
         from trtpack import compiler
         return getattr(compiler, name)

@@ -5,16 +5,15 @@ import importlib.util
 
 import torch
 
-from trtpack.names import sm_name
-
-BACKEND_MODULES = {"tensorrt_rtx": "tensorrt_rtx", "tensorrt": "tensorrt"}
+from trtpack.names import BACKEND_MODULES, sm_name
+from trtpack.runtime.executor import test_double
 
 
 @functools.lru_cache(maxsize=None)
 def installed_backends() -> dict:
     """Backend name -> version, for each TensorRT flavour installed here.
 
-    Read from package metadata, not by importing the module: importing tensorrt_rtx costs ~94 MB and 40 ms, and
+    Read from package metadata, not by importing the module: importing tensorrt_rtx is heavy (memory and time), and
     load()/inspect() ask this on machines that will never run an engine. Whether the module really loads is
     found out when an engine runs (the executor then raises IncompatibleEngineError).
     """
@@ -31,10 +30,9 @@ def installed_backends() -> dict:
 
 def describe(device=None) -> dict:
     """{"cuda": bool, "sm": "sm90" | None, "backends": {...}} for `device` (default: the current CUDA device)."""
-    from trtpack.runtime import standin
-
-    if standin.requested():  # a test double replaces TensorRT and says which GPU it emulates
-        return standin.machine(device)
+    double = test_double()
+    if double is not None:  # a test double replaces TensorRT and says which GPU it emulates
+        return double.machine(device)
     device = torch.device(device) if device is not None else None
     cuda = torch.cuda.is_available() and (device is None or device.type == "cuda")
     sm = None

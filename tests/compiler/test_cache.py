@@ -13,8 +13,8 @@ import torch
 
 import trtpack
 from tests.support import plans, python_env
-from trtpack import record
-from trtpack.compiler import backends, cache, partition, region
+from trtpack import _native, record
+from trtpack.compiler import backends, engine_cache, partition, region
 from trtpack.compiler.export import export_program
 from trtpack.compiler.symbolic import SymbolTable
 from torch.utils import _pytree as pytree
@@ -86,7 +86,7 @@ def test_changing_any_one_input_of_the_plan_misses(monkeypatch):
         patch.setattr(record, "FORMAT_VERSION", (record.FORMAT_VERSION[0], record.FORMAT_VERSION[1] + 1))
         variants["format version"] = _key(Net(), x, (batch,))
     with monkeypatch.context() as patch:
-        patch.setattr(trtpack, "__version__", trtpack.__version__ + ".dev1")
+        patch.setattr(_native.core, "__version__", _native.core.__version__ + ".dev1")  # what keys read
         variants["trtpack version"] = _key(Net(), x, (batch,))
     for what, key in variants.items():
         assert key is True or (isinstance(key, str) and key != base), what
@@ -105,7 +105,7 @@ def test_a_second_compile_hits_and_returns_byte_identical_plans(own_cache):
     model, x = Net().eval(), torch.randn(4, 16)
     cold = _compile(model, x)
     assert cold.meta["trtpack_summary"]["cache_hits"] == 0
-    engines = cache.info()["folders"]["engines"]
+    engines = engine_cache.info()["folders"]["engines"]
     assert engines["entries"] == 1 and engines["path"] == str(own_cache)
     _without_program_cache(own_cache)
     warm = _compile(model, x)
@@ -120,7 +120,7 @@ def test_a_second_compile_hits_and_returns_byte_identical_plans(own_cache):
 def test_cache_false_neither_reads_nor_writes(own_cache):
     _compile(Net().eval(), torch.randn(4, 16), cache=False)
     assert not own_cache.exists() or not os.listdir(own_cache)
-    assert cache.info()["entries"] == 0
+    assert engine_cache.info()["entries"] == 0
 
 
 @pytest.mark.parametrize("damage", ["truncate", "flip a plan byte", "garbage header"])
@@ -142,37 +142,38 @@ def test_a_damaged_entry_is_reported_once_removed_and_rebuilt(own_cache, damage)
     assert len([w for w in caught if "damaged" in str(w.message)]) == 1
     assert again.meta["trtpack_summary"]["cache_hits"] == 0  # rebuilt
     assert plans.of_compiled(again) == plans.of_compiled(cold)
-    assert cache.get(entry.name.removesuffix(cache.ENTRY_SUFFIX)) is not None  # the rebuilt entry is whole
+    key = entry.name.removesuffix(engine_cache.ENTRY_SUFFIX)
+    assert engine_cache.get(key) is not None  # the rebuilt entry is whole
 
 
 def test_writes_are_atomic_and_a_failed_write_leaves_nothing(own_cache, monkeypatch):
-    entry = cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
-    cache.put("a" * 64, entry)
-    assert sorted(p.name for p in own_cache.iterdir()) == ["a" * 64 + cache.ENTRY_SUFFIX]  # no temporary left
+    entry = engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
+    engine_cache.put("a" * 64, entry)
+    assert sorted(p.name for p in own_cache.iterdir()) == ["a" * 64 + engine_cache.ENTRY_SUFFIX]  # no temporary left
 
     def fail(*args):
         raise OSError("disk full")
 
     monkeypatch.setattr(os, "replace", fail)
     with pytest.warns(UserWarning, match="could not write the engine cache entry"):
-        cache.put("b" * 64, entry)
-    assert sorted(p.name for p in own_cache.iterdir()) == ["a" * 64 + cache.ENTRY_SUFFIX]
-    assert cache.get("b" * 64) is None and cache.get("a" * 64) == entry
+        engine_cache.put("b" * 64, entry)
+    assert sorted(p.name for p in own_cache.iterdir()) == ["a" * 64 + engine_cache.ENTRY_SUFFIX]
+    assert engine_cache.get("b" * 64) is None and engine_cache.get("a" * 64) == entry
 
 
 def test_the_least_recently_used_entries_go_when_the_cap_is_exceeded(own_cache, monkeypatch):
-    entry = cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
+    entry = engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
     for index, key in enumerate(["1" * 64, "2" * 64, "3" * 64]):
-        cache.put(key, entry)
-        os.utime(own_cache / (key + cache.ENTRY_SUFFIX), (1000 + index, 1000 + index))
-    size = (own_cache / ("1" * 64 + cache.ENTRY_SUFFIX)).stat().st_size
+        engine_cache.put(key, entry)
+        os.utime(own_cache / (key + engine_cache.ENTRY_SUFFIX), (1000 + index, 1000 + index))
+    size = (own_cache / ("1" * 64 + engine_cache.ENTRY_SUFFIX)).stat().st_size
     monkeypatch.setenv("TRTPACK_CACHE_MAX_MB", str(3.5 * size / 1e6))  # room for three entries
-    assert cache.get("1" * 64) == entry  # a hit makes the oldest the most recently used
-    cache.put("4" * 64, entry)
+    assert engine_cache.get("1" * 64) == entry  # a hit makes the oldest the most recently used
+    engine_cache.put("4" * 64, entry)
     assert sorted(p.name[0] for p in own_cache.iterdir()) == ["1", "3", "4"]
-    info = cache.info()
+    info = engine_cache.info()
     assert info["entries"] == 3 and info["bytes"] <= info["max_bytes"] < 4 * size
-    assert cache.clear() == 3 and cache.info()["entries"] == 0
+    assert engine_cache.clear() == 3 and engine_cache.info()["entries"] == 0
 
 
 # Self-contained (no import of this test file, which would import pytest under Bazel's runfiles).
@@ -193,7 +194,7 @@ def test_two_processes_compiling_the_same_model_at_once_both_succeed(own_cache):
         assert child.returncode == 0, err[-2000:]
         assert "hits" in out
     (entry,) = own_cache.iterdir()
-    assert cache.get(entry.name.removesuffix(cache.ENTRY_SUFFIX)) is not None
+    assert engine_cache.get(entry.name.removesuffix(engine_cache.ENTRY_SUFFIX)) is not None
     again = subprocess.run([sys.executable, "-c", _CHILD], env=python_env.env(), capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and "hits 1 hit" in again.stdout  # whole entries, read back by a third process
     assert "damaged" not in again.stderr

@@ -5,7 +5,7 @@ import torch
 from tests.support import models
 import trtpack
 from trtpack import record
-from trtpack.compiler import build_single_engine, convert
+from trtpack.compiler import build_single_engine, onnx_export
 from trtpack.compiler.export import export_program
 
 
@@ -39,11 +39,11 @@ def test_unsupported_nodes_are_listed_with_their_source_location():
 def test_verify_catches_an_onnx_model_that_computes_something_else():
     x = torch.randn(4, 16)
     program = export_program(models.eval_model(models.MLP), (x,))
-    onnx_bytes = convert.to_onnx(program).data
+    onnx_bytes = onnx_export.to_onnx(program).data
     other = models.eval_model(models.MLP)
     with torch.no_grad():
         other.net[0].weight.add_(0.5)
-    with pytest.raises(convert.VerificationError, match="differs from PyTorch"):
-        convert.verify(onnx_bytes, other, (x,), "mlp")
-    result = convert.verify(onnx_bytes, models.eval_model(models.MLP), (x,), "mlp")
+    with pytest.raises(onnx_export.VerificationError, match="differs from PyTorch"):
+        onnx_export.verify(onnx_bytes, other, (x,), "mlp")
+    result = onnx_export.verify(onnx_bytes, models.eval_model(models.MLP), (x,), "mlp")
     assert result.max_abs_error < 1e-5

@@ -124,9 +124,9 @@ def assembled(monkeypatch):
 
 @pytest.mark.parametrize("fallback", [False, True])
 def test_the_lowered_program_is_assembled_without_tracing_again(mlp, assembled, monkeypatch, tmp_path, fallback):
-    from trtpack.compiler import lower
+    from trtpack.compiler import reexport
 
-    monkeypatch.setattr(lower, "reexport", lambda *a, **k: pytest.fail("the lowered program was traced again"))
+    monkeypatch.setattr(reexport, "reexport", lambda *a, **k: pytest.fail("the lowered program was traced again"))
     module = trtpack.compile(mlp, (torch.randn(4, 16),), dynamic_shapes=({0: BATCH},), targets=["sm86"],
                              fallback=fallback, cache=False)
     program = assembled[-1]

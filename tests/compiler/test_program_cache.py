@@ -12,8 +12,8 @@ import torch
 
 import trtpack
 from tests.support import plans
-from trtpack import record
-from trtpack.compiler import backends, cache, decomposition, program_cache
+from trtpack import _native, record
+from trtpack.compiler import backends, engine_cache, decomposition, program_cache
 from trtpack.runtime.branches import DecidedBranch
 
 BATCH = torch.export.Dim("batch", min=1, max=8)
@@ -95,7 +95,7 @@ def test_changing_any_one_input_of_the_program_misses(monkeypatch):
         patch.setattr(record, "FORMAT_VERSION", (record.FORMAT_VERSION[0], record.FORMAT_VERSION[1] + 1))
         variants["format version"] = _key(monkeypatch, Net(), x)
     with monkeypatch.context() as patch:
-        patch.setattr(trtpack, "__version__", trtpack.__version__ + ".dev1")
+        patch.setattr(_native.core, "__version__", _native.core.__version__ + ".dev1")  # what keys read
         variants["trtpack version"] = _key(monkeypatch, Net(), x)
     for what, key in variants.items():
         assert key is True or (isinstance(key, str) and key != base), what
@@ -177,7 +177,7 @@ def test_cache_false_leaves_both_folders_empty(programs):
     assert module.meta["trtpack_summary"]["program_cache"] == "off"
     for folder in (programs, programs.parent / "engines"):
         assert not folder.exists() or not os.listdir(folder)
-    assert cache.info()["entries"] == 0
+    assert engine_cache.info()["entries"] == 0
 
 
 def test_verify_compiles_every_time():
@@ -190,7 +190,7 @@ def test_verify_compiles_every_time():
 
 def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     _compile(Net(), torch.randn(4, 16))
-    info = cache.info()
+    info = engine_cache.info()
     assert info["path"] == str(programs.parent) and info["entries"] == 2
     assert {name: f["entries"] for name, f in info["folders"].items()} == {"engines": 1, "programs": 1}
     assert info["folders"]["programs"]["bytes"] == sum(p.stat().st_size for p in programs.iterdir())
@@ -199,16 +199,17 @@ def test_info_clear_and_the_cap_cover_both_folders(programs, monkeypatch):
     for path in programs.iterdir():  # the program is the least recently used entry
         os.utime(path, (1000, 1000))
     monkeypatch.setenv("TRTPACK_CACHE_MAX_MB", str((info["folders"]["engines"]["bytes"] + 2000) / 1e6))
-    cache.put("f" * 64, cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"]))  # needs the program's room
+    entry = engine_cache.Entry(plan=b"p" * 1000, meta="{}", targets=["sm86"])
+    engine_cache.put("f" * 64, entry)  # needs the program's room
     assert list(programs.iterdir()) == []  # evicted as a whole, both files
-    assert cache.info()["folders"]["engines"]["entries"] == 2
+    assert engine_cache.info()["folders"]["engines"]["entries"] == 2
 
     monkeypatch.delenv("TRTPACK_CACHE_MAX_MB")
     _compile(Net(torch.nn.GELU()), torch.randn(4, 16))
-    assert cache.info()["folders"]["programs"]["entries"] == 1
-    before = cache.info()["entries"]
-    assert before == 4 and cache.clear() == before
-    assert cache.info()["entries"] == 0 and list(programs.iterdir()) == []
+    assert engine_cache.info()["folders"]["programs"]["entries"] == 1
+    before = engine_cache.info()["entries"]
+    assert before == 4 and engine_cache.clear() == before
+    assert engine_cache.info()["entries"] == 0 and list(programs.iterdir()) == []
 
 
 class _Terminal(io.StringIO):

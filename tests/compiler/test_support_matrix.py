@@ -1,13 +1,13 @@
 """Every op in trtpack's support table, converted for real on CPU: torch.export → ONNX → onnxruntime equals torch
-(within convert.VERIFY_TOLERANCE: float32 atol 1e-4 + rtol 1e-3) → TensorRT-RTX parses and builds a plan."""
+(within onnx_export.VERIFY_TOLERANCE: float32 atol 1e-4 + rtol 1e-3) → TensorRT-RTX parses and builds a plan."""
 import collections
 
 import pytest
 import torch
 
-from tests.compiler.op_cases import CASES
+from tests.support.op_cases import CASES
 from trtpack import record
-from trtpack.compiler import build_single_engine, convert, support
+from trtpack.compiler import build_single_engine, onnx_export, support
 from trtpack.compiler.export import export_program
 
 
@@ -32,7 +32,7 @@ def test_the_measured_table_takes_every_node_of_the_model_shaped_cases():
 def test_op_converts_and_builds(case):
     program, inputs = _program(case)
     engine = build_single_engine(program, inputs, targets=["sm86"], verify=True)
-    atol, _ = convert.VERIFY_TOLERANCE[torch.float32]
+    atol, _ = onnx_export.VERIFY_TOLERANCE[torch.float32]
     assert engine.verification.max_abs_error <= atol * 100  # verify already enforced atol + rtol*|x| per element
     assert record.plan_header(engine.plan)["targets"] == ["sm86"]
     meta = record.decode_meta(engine.meta)

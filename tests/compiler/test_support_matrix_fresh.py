@@ -1,19 +1,14 @@
-"""The checked-in support matrix (py/trtpack/compiler/support_matrix.py) is what tools/support_matrix.py measures on
+"""The checked-in support matrix (py/trtpack/compiler/support_matrix.json) is what tools/support_matrix.py measures on
 the installed torch, onnx, onnxscript, onnxruntime and TensorRT-RTX: when any of them, the generator or the list of
 ops a decomposed program can hold (core ATen and the ops the ONNX exporter keeps whole) changes, regenerate it with
 `./bazelw run //tools:support_matrix`."""
-import os
-import sys
+import json
 
-import torch
-
+from tools import support_matrix as generator
 from trtpack.compiler import support
-from trtpack.compiler.support_matrix import MATRIX
 
-sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "tools"))
-import support_matrix as generator  # noqa: E402
-
-REGENERATE = "stale: run ./bazelw run //tools:support_matrix and commit py/trtpack/compiler/support_matrix.py"
+MATRIX = support.matrix()
+REGENERATE = "stale: run ./bazelw run //tools:support_matrix and commit py/trtpack/compiler/support_matrix.json"
 
 
 def test_recorded_versions_are_the_installed_ones():
@@ -50,3 +45,11 @@ def test_the_generator_still_measures_a_program():
     result = generator.measure(generator._Lambda(fn), make())
     assert result["ops"] == ["aten.embedding.default"]
     assert all(result[stage] == "ok" for stage in ("export", "onnx", "onnxruntime", "static")), result
+
+
+def test_the_data_file_is_what_the_generator_writes():
+    """The checked-in file is the generator's own text (one op a line), so regenerating it changes only what changed."""
+    with open(support.MATRIX_PATH, encoding="utf-8") as f:
+        text = f.read()
+    assert text == generator.dumps(MATRIX)
+    assert json.loads(text)["ops"] and len(text.splitlines()) == len(MATRIX["ops"]) + len(MATRIX) + 3

@@ -196,7 +196,10 @@ TEST(Validation, ScalarValues) {
   EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = -1; }, "plan_size", "must be >= 0"));
   EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = 0; }, "plan_size", "outside 1 byte .. 16 GiB"));
   EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = (uint64_t{16} << 30) + 1; }, "plan_size", "outside 1 byte .. 16 GiB"));
-  EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = UINT64_MAX; }, "plan_size", "does not fit"));
+  EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = UINT64_MAX; }, "plan_size", "is out of range"));
+  // 2^64 and beyond parse as doubles: out of range, never "a fraction".
+  EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = 18446744073709551616.0; }, "plan_size", "is out of range"));
+  EXPECT_TRUE(rejects([](json& j) { j["plan_size"] = -1e30; }, "plan_size", "is out of range"));
   EXPECT_TRUE(rejects([](json& j) { j["plan_sha256"] = std::string(64, 'A'); }, "plan_sha256", "64 lowercase hex"));
   EXPECT_TRUE(rejects([](json& j) { j["plan_sha256"] = "abc"; }, "plan_sha256", "64 lowercase hex"));
 }

@@ -230,3 +230,10 @@ def test_plan_of_the_wrong_kind_is_a_format_error(trt, real_plan):
         record.check_plan(meta, "not bytes")
     with pytest.raises(trtpack.FormatError, match="shorter than the 64-byte"):
         record.plan_header(b"vtrt")
+
+
+def test_a_huge_integer_in_a_record_is_out_of_range_not_a_fraction():
+    huge = records.meta(b"\0" * 64, inputs=[("x", "float32", [2])], outputs=[("y", "float32", [2])], symbols={})
+    huge["plan_size"] = 2 ** 64
+    with pytest.raises(trtpack.FormatError, match=r"plan_size: is out of range: 1\.8446744073709552e\+19 does not fit"):
+        trtpack.record.decode_meta(json.dumps(huge))

@@ -435,6 +435,67 @@ def test_bad_input_gives_the_documented_trtpack_error_and_runs_no_code(name, val
         f"docs/BAD_INPUTS.md row for {name} is out of date; it should read: {error} | {message}"
 
 
+def inspect_outcome(path, tmp):
+    """outcome() of trtpack.inspect."""
+    try:
+        trtpack.inspect(path)
+    except Exception as e:  # noqa: BLE001  (the class is what is checked)
+        message = str(e).replace(repr(path), "FILE").replace(path, "FILE").replace(str(tmp), "DIR")
+        return type(e).__name__, message.splitlines()[0][:90]
+    return "ok", ""
+
+
+STRUCTURAL = "is not a safe trtpack ExportedProgram archive"  # ep_check's refusals: structure, before torch reads
+
+
+@pytest.mark.parametrize("name", sorted(name for name in CASES if name.startswith("ep_")))
+def test_inspect_refuses_what_load_refuses_on_structure(name, valid, tmp_path):
+    """inspect never vouches for an .ep whose structure load refuses (layout, entries, guards, expressions,
+    pickles); only what needs every byte read (CRC-32, the plans' digests) is load's alone."""
+    marker = str(tmp_path / "code-ran")
+    path = CASES[name][1](valid, tmp_path, marker)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trtpack.load(path)
+        refusal = ""
+    except trtpack.TrtpackError as e:
+        refusal = str(e)
+    loaded, inspected = outcome(path, tmp_path), inspect_outcome(path, tmp_path)
+    assert not os.path.exists(marker), "code from the file ran"
+    if STRUCTURAL in refusal and "CRC-32" not in refusal:
+        assert inspected == loaded
+    else:  # reading every byte (CRC-32, digests) or torch's own reader: load's alone
+        assert STRUCTURAL not in inspected[1], inspected
+
+
+@pytest.mark.parametrize("name", ["ep_guards_code_exec", "ep_second_central_directory"])
+def test_cli_inspect_exits_bad_input_on_a_file_load_refuses(name, valid, tmp_path):
+    from tests.support import python_env
+    from trtpack.cli import main as cli
+
+    path = CASES[name][1](valid, tmp_path, str(tmp_path / "code-ran"))
+    code, stdout, stderr = python_env.run_cli("inspect", path)
+    assert code == cli.EXIT_BAD_INPUT, stdout + stderr
+    assert STRUCTURAL in stderr and "runs on this machine" not in stdout
+
+
+def test_the_archive_checks_dtype_table_is_torchs():
+    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
+
+    from trtpack.artifacts import ep_check
+    assert ep_check.serialized_dtypes() == dict(_SERIALIZE_TO_TORCH_DTYPE)
+
+
+def test_inspect_shows_the_digest_load_checks(valid):
+    info = trtpack.inspect(str(valid / "program.ep"))
+    engine = info["engines"][0]
+    assert len(engine["plan_xxh3"]) == 32 and engine["plan_sha256"]
+    from trtpack.cli import artifact_commands
+    text = artifact_commands.format_inspect(info)
+    assert f"xxh3 {engine['plan_xxh3'][:16]}" in text and "sha256" not in text
+
+
 def test_torch_export_load_itself_would_run_the_pickled_weight(valid, tmp_path):
     # Why the guard exists: torch.export.load on the same file runs the payload (torch 2.11-2.13).
     marker = str(tmp_path / "code-ran")

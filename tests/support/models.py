@@ -1,4 +1,4 @@
-"""The model zoo of the tests (compiler, serialize): small models trtpack builds real plans for. Shapes are tiny so a
+"""The model zoo of the tests (compiler, artifacts): small models trtpack builds real plans for. Shapes are tiny so a
 2-core machine builds them quickly."""
 import torch
 import torch.nn.functional as F

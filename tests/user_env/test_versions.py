@@ -125,3 +125,4 @@ def test_a_hugging_face_model_imports_in_the_project_venv():
                           timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "True"
+

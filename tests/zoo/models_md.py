@@ -7,8 +7,8 @@ import os
 import sys
 import tempfile
 
-import harness
-from models import ZOO
+from tests.support import zoo_harness
+from tests.support.zoo_models import ZOO
 
 
 def _section(entry, reports) -> list:
@@ -46,7 +46,7 @@ def _section(entry, reports) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
-    parser.add_argument("--formats", default=",".join(harness.FORMATS))
+    parser.add_argument("--formats", default=",".join(zoo_harness.FORMATS))
     args = parser.parse_args(argv)
     chosen = [e for e in ZOO if not args.models or e.name in args.models.split(",")]
     out = ["# The model zoo", "",
@@ -60,7 +60,7 @@ def main(argv=None) -> int:
         for fallback in (False, True):
             folder = tempfile.mkdtemp(prefix=f"zoo-{entry.name}-")
             try:
-                reports[fallback] = harness.compile_model(entry, fallback=fallback, folder=folder,
+                reports[fallback] = zoo_harness.compile_model(entry, fallback=fallback, folder=folder,
                                                           formats=tuple(args.formats.split(",")))
             except Exception as error:  # the report says what failed, in words
                 reports[fallback] = f"{type(error).__name__}: {str(error).splitlines()[0][:300]}"

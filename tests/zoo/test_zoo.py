@@ -9,18 +9,18 @@ import os
 
 import pytest
 
-import harness
-from models import ZOO
+from tests.support import zoo_harness
+from tests.support.zoo_models import ZOO
 
 ALL = os.environ.get("ZOO_ALL") == "1"
 ENTRIES = [e for e in ZOO if ALL or e.ci]
-FORMATS = harness.FORMATS if ALL else (".ep",)
+FORMATS = zoo_harness.FORMATS if ALL else (".ep",)
 
 
 @pytest.mark.parametrize("fallback", [True, False], ids=["fallback", "no_fallback"])
 @pytest.mark.parametrize("entry", ENTRIES, ids=[e.name for e in ENTRIES])
 def test_model_round_trips_without_its_library(entry, fallback, tmp_path):
-    report = harness.compile_model(entry, fallback=fallback, formats=FORMATS, folder=str(tmp_path))
+    report = zoo_harness.compile_model(entry, fallback=fallback, formats=FORMATS, folder=str(tmp_path))
     summary = report["summary"]
     assert summary["regions"], f"{entry.name}: no engine at all; left in PyTorch: {summary['left_in_pytorch'][:5]}"
     # issue 13's bar: a model whose whole-model ONNX export builds in TensorRT-RTX is one engine, nothing left out

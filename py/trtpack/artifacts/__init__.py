@@ -9,14 +9,13 @@
 A file's format is read from its bytes, never from its name (docs/SECURITY.md).
 """
 import os
-import stat
-import zipfile
 from typing import Optional
 
 import torch
 
 from trtpack import machine, record
-from trtpack.artifacts import engine as engine_file, ep, manifest
+from trtpack.artifacts import engine as engine_file, ep, ep_check, manifest, zip_layout
+from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import LoadedProgram, program_to_save, validate
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError, UntrustedCodeError
 from trtpack.runtime import registration, selection
@@ -73,23 +72,35 @@ def save(module, path, *, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=Non
 
 def sniff(path: str) -> str:
     """The format of the file at `path`, from its bytes: "exported_program", "aot_inductor" or "engine"."""
+    fd, size = open_regular(path)
     try:
-        info = os.stat(path)
-        if not stat.S_ISREG(info.st_mode):
-            raise FormatError(f"trtpack: {path!r} is not a regular file; give the path of a saved artifact.")
-        with open(path, "rb") as f:
-            head = f.read(4)
-    except OSError as e:
-        raise TrtpackError(f"trtpack: cannot read {path!r}: {e.strerror}") from e
-    if head != b"PK\x03\x04":
+        return _sniff_open(fd, size, path)
+    finally:
+        os.close(fd)
+
+
+def _sniff_open(fd: int, size: int, path: str) -> str:
+    if os.pread(fd, 4, 0) != b"PK\x03\x04":
         return "engine"  # anything else is only ever read as plan bytes checked against a sidecar record
+    try:  # the checked reader, never a lenient one that would guess where a damaged archive's entries are
+        entries = zip_layout.read_layout(fd, size)
+    except zip_layout.LayoutError:
+        return "exported_program"  # whose reader (ep_check) refuses it, saying what is wrong with its layout
+    return "aot_inductor" if any("/data/aotinductor/" in e.name for e in entries) else "exported_program"
+
+
+def _checked_manifest(path: str) -> tuple:
+    """(format, manifest) of a .ep or .pt2, after the structural checks load runs before it reads anything: the zip
+    layout, and for an .ep its entry names, payload configs, guards and symbolic expressions (ep_check); no CRC or
+    plan digest, so the plans are never read."""
+    fd, size = open_regular(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            entry_names = z.namelist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError, OSError, NotImplementedError) as e:
-        raise FormatError(f"trtpack: {path!r} looks like a zip archive but is damaged ({type(e).__name__}: "
-                          f"{str(e)[:200]}); re-save it") from e
-    return "aot_inductor" if any("/data/aotinductor/" in n for n in entry_names) else "exported_program"
+        kind = _sniff_open(fd, size, path)
+        if kind == "exported_program":
+            ep_check.check(fd, size, path, verify=False)
+        return kind, (manifest.read_open(fd, size, path) if kind != "engine" else None)
+    finally:
+        os.close(fd)
 
 
 def load(path, *, device=None, trust_native_code: bool = False, verify: bool = True,
@@ -148,20 +159,21 @@ def _read(path: str, device, trust_native_code: bool, verify: bool) -> LoadedPro
 def inspect(path, *, device=None) -> dict:
     """Describes an artifact from its manifest or sidecar alone (no GPU, no program loaded, no code run): format,
     the program's inputs, outputs and ranges, every engine and whether it can run here (on `device`, default the
-    current CUDA device if any)."""
+    current CUDA device if any). A .ep or .pt2 first passes the structural checks load runs (FormatError where load
+    would refuse the file's structure); plan digests and CRCs are load's alone."""
     path = os.fspath(path)
-    kind = sniff(path)
+    kind, found = _checked_manifest(path)
     info = {"path": path, "format": kind, "size": os.path.getsize(path), "trtpack_version": None}
     if kind == "engine":
         meta = engine_file.read_sidecar(path)
         pairs, program = [(meta, False)], None
     else:
-        found = manifest.read(path)
         pairs, program = found.engines, found.program
     if program is not None:
         info["inputs"] = [spec["name"] for spec in program["inputs"]]
         info["outputs"] = [spec["name"] for spec in program["outputs"]]
         info["symbols"] = program["symbols"]
+        info["dim_names"] = program.get("dim_names", {})  # manifest 1.2: the user's torch.export.Dim names
     here = machine.describe(device)
     info["engines"] = []
     for meta, fallback in pairs:
@@ -169,8 +181,10 @@ def inspect(path, *, device=None) -> dict:
         info["trtpack_version"] = rec["trtpack_version"]
         info["torch_version"] = rec["torch_version"]
         verdict = record.compatibility(rec, here)
+        digest = {k: rec[k] for k in ("plan_sha256", "plan_xxh3") if k in rec}  # load checks plan_xxh3 from 1.1 on
         info["engines"].append({**{k: rec[k] for k in ("name", "backend", "backend_version", "targets", "inputs",
-                                                       "outputs", "symbols", "plan_size", "plan_sha256")},
+                                                       "outputs", "symbols", "plan_size")}, **digest,
+                                "dim_names": _record_dim_names(rec, program),
                                 "fallback": fallback, "usable_here": verdict["usable"], "reason": verdict["reason"]})
     if kind == "engine" and info["size"] != info["engines"][0]["plan_size"]:
         raise FormatError(f"trtpack: {path!r} is {info['size']} bytes but its record says plan_size "
@@ -181,6 +195,19 @@ def inspect(path, *, device=None) -> dict:
     info["runs_here"] = all(e["usable_here"] or e["fallback"] for e in info["engines"]) and not (
         kind == "aot_inductor" and info["engines"] and info["ops"]["kind"] != "native")
     return info
+
+
+def _record_dim_names(rec: dict, program) -> dict:
+    """{record symbol: the user's Dim name} for the engine inputs that are program inputs: the record names its
+    symbols s0, s1, ... itself, the program knows which user dim each of those inputs' dims is."""
+    given = (program or {}).get("dim_names") or {}
+    shapes = {spec["name"]: spec["shape"] for spec in (program or {}).get("inputs", []) if spec.get("shape")}
+    found = {}
+    for spec in rec["inputs"]:
+        for dim, program_dim in zip(spec["shape"], shapes.get(spec["name"], ())):
+            if isinstance(dim, str) and dim in rec["symbols"] and program_dim in given:
+                found.setdefault(dim, given[program_dim])
+    return found
 
 
 __all__ = ["FORMATS", "LoadedProgram", "inspect", "load", "save", "sniff"]

@@ -13,6 +13,8 @@ from trtpack.artifacts.program import Engine, LoadedProgram
 from trtpack.errors import FormatError, TrtpackError
 
 MAX_SIDECAR_BYTES = 16 << 20  # a record is a few KiB; refuse to read a huge file as one
+# How a plan begins: TensorRT-RTX's magic (docs/FORMAT.md §6), and full TensorRT's (unverified, like that backend).
+PLAN_MAGICS = (b"vtrt", b"ftrt")
 
 
 def write(engine: Engine, path: str) -> None:
@@ -21,7 +23,10 @@ def write(engine: Engine, path: str) -> None:
                            "package); save or extract it from the .ep instead.")
 
     def write_files(plan_path, sidecar_path):
-        engine.plan.detach().cpu().contiguous().numpy().tofile(plan_path)
+        # Python's own writes, not numpy's tofile: a failed write then carries its errno (ENOSPC, EDQUOT), which
+        # atomic.no_space_is_clear turns into a TrtpackError whatever the file system reports as free.
+        with open(plan_path, "wb") as f:
+            f.write(memoryview(engine.plan.detach().cpu().contiguous().numpy()))
         with open(sidecar_path, "w") as f:
             f.write(engine.meta)
 
@@ -46,10 +51,26 @@ def _read_text(sidecar: str, shown: str) -> str:
 
 def _pair(path: str) -> tuple:
     plan, sidecar = atomic.current_pair(path)
+    if not os.path.lexists(sidecar) and not _starts_like_a_plan(plan):
+        raise FormatError(f"trtpack: {path!r} is not a trtpack artifact: it is neither a zip archive (.ep, .pt2) nor "
+                          "a TensorRT plan. Give the path of a file written by trtpack.save or `trtpack export` "
+                          "(.ep, .pt2, or a .engine with its .json sidecar).")
     if not os.path.lexists(sidecar):
         raise FormatError(f"trtpack: {path!r} has no sidecar {path + '.json'!r} with its record; an engine file needs "
                           "it to know its inputs. Re-extract it with `trtpack extract` or trtpack.save.")
     return plan, sidecar
+
+
+def _starts_like_a_plan(path: str) -> bool:
+    """False only for a file that was read and does not begin like a TensorRT plan."""
+    try:
+        fd, _ = open_regular(path, "plan")
+    except TrtpackError:
+        return True  # gone meanwhile, or unreadable: the caller's own message covers it
+    try:
+        return os.pread(fd, 4, 0) in PLAN_MAGICS
+    finally:
+        os.close(fd)
 
 
 def read_sidecar(path: str) -> str:

@@ -76,8 +76,8 @@ def read_program(path: str, verify: bool = True) -> tuple:
     try:
         checked = ep_check.check(fd, size, path, verify=verify)
         try:
-            # the checked file itself, whatever happens to the path; model-defined pytree types stood in for
-            with pytree_types.standins(checked.specs), os.fdopen(os.dup(fd), "rb") as f:
+            # the checked file itself, whatever happens to the path; model-defined pytree types get placeholders
+            with pytree_types.placeholders(checked.specs), os.fdopen(os.dup(fd), "rb") as f:
                 program = torch.export.load(f)
             found = validate(program, verify_hash=verify, path=path)
             if verify:  # plans were just checked by their record's digest, in memory; CRC-32 for the other bytes

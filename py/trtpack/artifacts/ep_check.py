@@ -6,6 +6,7 @@ symbolic expression string, exec()s the program's guards_code, and trusts each t
 module accepts only: the zip layout of zip_layout.py, the entry names trtpack writes, raw tensors whose bytes cover
 their shape, expression and guard strings of a strict grammar, and integers that fit in 64 bits. docs/SECURITY.md.
 """
+import functools
 import io
 import json
 import re
@@ -49,6 +50,15 @@ _KEYWORDS = {"expr": set(), "guard": {"and", "or", "not"}}
 # How torch writes a symbol itself: Symbol('s77', positive=True, integer=True).
 _ASSUMPTIONS = "positive|negative|nonnegative|nonpositive|integer|real|finite|zero|nonzero|even|odd|rational"
 _SYMBOL_DECLARATION = re.compile(r"Symbol\('[a-z]{1,8}[0-9]{1,9}'(?:, (?:%s)=(?:True|False)){0,12}\)" % _ASSUMPTIONS)
+# torch's serialized dtypes (torch/_export/serde/schema.py ScalarType name -> torch dtype name): the same as torch's
+# own _SERIALIZE_TO_TORCH_DTYPE (a test compares them), read without importing torch's serializer, which imports
+# torch._dynamo (about a second) and would make inspect slow.
+_SCALAR_TYPES = {"BYTE": "uint8", "CHAR": "int8", "UINT16": "uint16", "SHORT": "int16", "INT": "int32",
+                 "LONG": "int64", "HALF": "float16", "FLOAT": "float32", "DOUBLE": "float64",
+                 "COMPLEXHALF": "complex32", "COMPLEXFLOAT": "complex64", "COMPLEXDOUBLE": "complex128",
+                 "BOOL": "bool", "BFLOAT16": "bfloat16", "FLOAT8E4M3FN": "float8_e4m3fn", "FLOAT8E5M2": "float8_e5m2",
+                 "FLOAT8E4M3FNUZ": "float8_e4m3fnuz", "FLOAT8E5M2FNUZ": "float8_e5m2fnuz",
+                 "FLOAT8E8M0FNU": "float8_e8m0fnu", "UINT32": "uint32", "UINT64": "uint64"}
 MAX_EXPR_CHARS = 1024
 MAX_DEPTH = 32
 MAX_GUARDS = 1024
@@ -134,7 +144,6 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
     """Refuses payloads that are not plain tensors within their entry; returns payload key -> entry for each 1-D
     uint8 tensor over a whole entry of its own (an engine plan, or another byte buffer)."""
     import torch
-    from torch._export.serde.serialize import _SERIALIZE_TO_TORCH_DTYPE
 
     items = config.get("config") if isinstance(config, dict) and set(config) == {"config"} else None
     if not isinstance(items, dict):
@@ -152,7 +161,7 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
         named.add(name)
         meta = payload.get("tensor_meta")
         try:
-            dtype = _SERIALIZE_TO_TORCH_DTYPE[meta["dtype"]]
+            dtype = serialized_dtypes()[meta["dtype"]]
             sizes = [d["as_int"] for d in meta["sizes"]]
             strides = [d["as_int"] for d in meta["strides"]]
             offset = meta["storage_offset"]["as_int"]
@@ -165,6 +174,16 @@ def _check_payloads(path: str, folder: str, stem: str, config, entries: dict) ->
     if stored - named:
         raise refuse(path, f"{sorted(stored - named)[0]!r} is in the archive but no payload config names it")
     return byte_buffers
+
+
+@functools.lru_cache(maxsize=None)
+def serialized_dtypes() -> dict:
+    """torch's serialized dtype number -> torch dtype, for the dtypes this torch has."""
+    import torch
+    from torch._export.serde.schema import ScalarType
+
+    return {ScalarType[name].value: getattr(torch, dtype) for name, dtype in _SCALAR_TYPES.items()
+            if name in ScalarType.__members__ and hasattr(torch, dtype)}
 
 
 def _check_extent(path: str, key: str, itemsize: int, sizes: list, strides: list, offset: int, stored: int) -> None:

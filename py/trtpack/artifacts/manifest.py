@@ -1,16 +1,18 @@
 """The manifest inside .ep and .pt2 archives (`<root>/extra/trtpack/manifest.json`, spec in docs/FORMAT.md): every
-engine record and the program's inputs, outputs and ranges, so `inspect` reads this one entry and nothing else."""
+engine record and the program's inputs, outputs and ranges, so `inspect` reads this one entry and nothing else.
+It is read through trtpack's checked zip reader (zip_layout.py), like every other zip read."""
 import json
-import zipfile
-import zlib
+import os
 from dataclasses import dataclass
 from typing import Optional
 
+from trtpack.artifacts import zip_layout
+from trtpack.artifacts.files import open_regular
 from trtpack.errors import FormatError
 
 ENTRY = "trtpack/manifest.json"    # under the archive's extra/ folder
 FORMAT = "trtpack.artifact"
-VERSION = [1, 1]
+VERSION = [1, 2]                   # 1.2: program.dim_names
 MAX_BYTES = 16 << 20               # records are a few KiB each
 
 
@@ -45,21 +47,26 @@ def decode(text: str) -> Manifest:
 
 
 def read(path: str) -> Manifest:
-    """The manifest of a .ep or .pt2 archive, reading nothing else of it."""
+    """The manifest of a .ep or .pt2 archive, reading only the archive's layout and this entry."""
+    fd, size = open_regular(path)
     try:
-        with zipfile.ZipFile(path) as z:
-            entry = [info for info in z.infolist() if info.filename.endswith("/extra/" + ENTRY)]
-            if len(entry) != 1:
-                raise FormatError(f"trtpack: {path!r} has {'no' if not entry else 'more than one'} trtpack manifest "
-                                  f"({ENTRY}); it was not written by trtpack.save. Re-save it with trtpack.save.")
-            if entry[0].file_size > MAX_BYTES:
-                raise FormatError(f"trtpack: {path!r}: {ENTRY} is {entry[0].file_size} bytes, too large to be "
-                                  "trtpack's manifest")
-            text = z.read(entry[0]).decode("utf-8")
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, NotImplementedError, ValueError, EOFError, OSError,
-            zlib.error) as e:  # bad CRC, bad UTF-8, truncated...
-        if isinstance(e, FormatError):
-            raise
+        return read_open(fd, size, path)
+    finally:
+        os.close(fd)
+
+
+def read_open(fd: int, size: int, path: str) -> Manifest:
+    """read() of the archive open as `fd`: its layout checked (zip_layout.read_layout), the entry CRC-checked."""
+    try:
+        entry = [e for e in zip_layout.read_layout(fd, size) if e.name.endswith("/extra/" + ENTRY)]
+        if len(entry) != 1:
+            raise FormatError(f"trtpack: {path!r} has {'no' if not entry else 'more than one'} trtpack manifest "
+                              f"({ENTRY}); it was not written by trtpack.save. Re-save it with trtpack.save.")
+        if entry[0].size > MAX_BYTES:
+            raise FormatError(f"trtpack: {path!r}: {ENTRY} is {entry[0].size} bytes, too large to be "
+                              "trtpack's manifest")
+        text = zip_layout.read_entry(fd, entry[0], MAX_BYTES).decode("utf-8")
+    except (zip_layout.LayoutError, UnicodeDecodeError) as e:  # a damaged layout, a bad CRC, bad UTF-8...
         raise FormatError(f"trtpack: {path!r}: cannot read {ENTRY} ({type(e).__name__}: {str(e)[:200]}); "
-                          "re-save the program with trtpack.save") from e
+                          "re-save the program with trtpack.save") from None
     return decode(text)

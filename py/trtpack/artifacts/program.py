@@ -6,7 +6,7 @@ from typing import Optional
 
 import torch
 
-from trtpack import guard, machine, names, record
+from trtpack import _native, error_translation, machine, names, record
 from trtpack.errors import FormatError, TrtpackError
 from trtpack.runtime import selection
 
@@ -50,7 +50,7 @@ class LoadedProgram(torch.nn.Module):
     def forward(self, *args, **kwargs):
         if self.executor is not None and self.executor != selection.active():
             selection.use(self.executor)  # another load chose the other one since
-        return guard.call(self.runner, args, kwargs, self.ranges)
+        return error_translation.call(self.runner, args, kwargs, self.ranges)
 
 
 def _graph_tensors(ep: torch.export.ExportedProgram) -> dict:
@@ -94,8 +94,9 @@ def _get_attr(module, target: str):
 
 
 def validate(program, verify_hash: bool = False, path: Optional[str] = None) -> list:
-    """Checks every engine record against its plan (and, with `verify_hash`, the plan's SHA-256); returns the engines.
-    Errors name the engine, and the file `path` it was read from."""
+    """Checks every engine record against its plan (and, with `verify_hash`, the plan's digest: XXH3-128 where the
+    record has plan_xxh3, format 1.1 on, else SHA-256); returns the engines. Errors name the engine, and the file
+    `path` it was read from."""
     where = f"trtpack: {path!r}: " if path else "trtpack: "
     found = engines(program)
     for engine in found:
@@ -174,18 +175,57 @@ def tensor_spec(name: str, value) -> dict:
 
 
 def describe_program(program: torch.export.ExportedProgram) -> dict:
-    """The manifest's "program" part: user inputs and outputs (record-style specs) and the dynamic ranges."""
+    """The manifest's "program" part: user inputs and outputs (record-style specs; an output named by the model's
+    output structure where it has names, e.g. "logits", else by its graph node), the dynamic ranges, and the names
+    the user gave the dims where torch recorded them."""
     signature = program.graph_signature
     output_node = next(n for n in program.graph.nodes if n.op == "output")
     values = {n.name: n.meta.get("val") for n in output_node.args[0] if isinstance(n, torch.fx.Node)}
     outputs = [spec.arg.name for spec in signature.output_specs if spec.kind.name == "USER_OUTPUT"]
-    return {"inputs": [tensor_spec(n.name, n.meta.get("val")) for n in user_input_nodes(program)],
-            "outputs": [tensor_spec(name, values.get(name)) for name in outputs],
-            "symbols": {name: list(bounds) for name, bounds in names.program_ranges(program).items()}}
+    named = structure_names(program)
+    shown = named if named is not None and len(named) == len(outputs) else outputs
+    described = {"inputs": [tensor_spec(n.name, n.meta.get("val")) for n in user_input_nodes(program)],
+                 "outputs": [tensor_spec(name, values.get(node)) for name, node in zip(shown, outputs)],
+                 "symbols": {name: list(bounds) for name, bounds in names.program_ranges(program).items()}}
+    given = {symbol: name for symbol, name in names.dim_names(program).items() if symbol in described["symbols"]}
+    if given:
+        described["dim_names"] = given
+    return described
+
+
+def structure_names(program: torch.export.ExportedProgram):
+    """A name per flattened user output from the program's output structure (dict keys, dataclass/ModelOutput and
+    named tuple fields, joined with "."), read from the TreeSpec itself; None when the outputs are only positions
+    (a tensor, a tuple) or the names are not unique."""
+    out_spec = program.call_spec.out_spec
+    if out_spec is None:
+        return []
+    paths = list(_leaf_paths(out_spec, ()))
+    found = [".".join(str(part) for part in path) for path in paths]
+    if all(isinstance(part, int) for path in paths for part in path) or len(set(found)) != len(found) \
+            or not all(found):
+        return None
+    return found
+
+
+def _leaf_paths(spec, path):
+    if spec.is_leaf():
+        yield path
+        return
+    children = spec.children_specs
+    keys = spec.context
+    if isinstance(keys, (list, tuple)) and len(keys) == len(children) and all(isinstance(k, str) for k in keys):
+        parts = list(keys)  # dict keys, ModelOutput / dataclass fields
+    elif isinstance(getattr(spec, "type", None), type) and hasattr(spec.type, "_fields"):
+        parts = list(spec.type._fields)  # a namedtuple
+    else:
+        parts = list(range(len(children)))
+    for part, child in zip(parts, children):
+        yield from _leaf_paths(child, path + (part,))
 
 
 def warn_version_skew(found: list) -> None:
-    from trtpack import __version__
+    __version__ = _native.core.__version__
     built = {e.record["trtpack_version"] for e in found}
     skewed = sorted(v for v in built if v.split(".")[:2] != __version__.split(".")[:2])
     if skewed:

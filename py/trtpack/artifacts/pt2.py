@@ -14,15 +14,16 @@ import torch
 import torch.utils._pytree as pytree
 
 import trtpack  # noqa: F401  (defines torch.ops.trtpack)
-from trtpack import guard, names
+from trtpack import _native, error_translation, names, record
 from trtpack.runtime import registration
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
-from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, tensor_spec,
-                                       user_input_nodes, warn_unusable, warn_version_skew)
+from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, structure_names,
+                                       tensor_spec, user_input_nodes, warn_unusable, warn_version_skew)
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
+MAX_METADATA_BYTES = 1 << 20  # AOTInductor's <model>_metadata.json: a few hundred bytes
 INPUTS_METADATA_KEY = "trtpack.inputs"
 OUTPUTS_METADATA_KEY = "trtpack.outputs"
 
@@ -103,8 +104,7 @@ def load(path, device=None):
 
 
 def _load_checked(path: str, device=None):
-    if not zipfile.is_zipfile(path):
-        raise FormatError(f"{path}: not an AOTInductor package (a .pt2 zip archive); make one with trtpack.save(..., 'x.pt2')")
+    """AOTInductor's loader on a package check_archive passed."""
     built_for = package_device_type(path)
     device_index = -1
     if device is not None:
@@ -121,21 +121,34 @@ def _load_checked(path: str, device=None):
     try:
         return torch._inductor.aoti_load_package(path, device_index=device_index)
     except (RuntimeError, zipfile.BadZipFile, zlib.error, OSError, EOFError) as e:  # damaged archive entries too
-        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: {guard.first_line(e)}") from e
+        raise FormatError(f"{path}: cannot be loaded as an AOTInductor package: "
+                          f"{error_translation.first_line(e)}") from e
 
 
 def package_device_type(path):
-    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata; None if not recorded."""
-    with zipfile.ZipFile(path) as archive:
-        for name in archive.namelist():
-            if "/data/aotinductor/" in name and name.endswith("_metadata.json"):
+    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata (through the checked zip
+    reader); None if not recorded."""
+    fd, size = open_regular(path)
+    try:
+        for entry in zip_layout.read_layout(fd, size):
+            if "/data/aotinductor/" in entry.name and entry.name.endswith("_metadata.json"):
+                data = zip_layout.read_entry(fd, entry, MAX_METADATA_BYTES)
                 try:
-                    meta = json.loads(archive.read(name))
+                    meta = json.loads(data)
                 except ValueError as e:
-                    raise FormatError(f"{path}: {name} is not valid JSON ({e}); the package is damaged") from e
+                    raise FormatError(f"{path}: {entry.name} is not valid JSON ({e}); the package is damaged") from e
                 if isinstance(meta, dict) and isinstance(meta.get("AOTI_DEVICE_KEY"), str):
                     return meta["AOTI_DEVICE_KEY"]
+    except zip_layout.LayoutError as e:
+        raise _not_trtpack_package(path, e) from None
+    finally:
+        os.close(fd)
     return None
+
+
+def _not_trtpack_package(path: str, error: zip_layout.LayoutError) -> FormatError:
+    return FormatError(f"trtpack: {path!r} is not an AOTInductor package as trtpack writes it: {error}. Re-save it "
+                       "with trtpack.save.")
 
 
 def input_specs(ep):
@@ -147,7 +160,7 @@ def input_specs(ep):
 
 
 def _metadata(ep):
-    meta = {"trtpack.version": trtpack.__version__}
+    meta = {"trtpack.version": _native.core.__version__}
     specs = input_specs(ep)
     if specs is not None:
         meta[INPUTS_METADATA_KEY] = json.dumps(specs, separators=(",", ":"))
@@ -158,33 +171,11 @@ def _metadata(ep):
 def output_names(ep) -> list:
     """A name per flattened output, from the program's output structure, so a C++ caller (//tools:run_pt2) keeps
     what a model-defined output type (a dataclass, ModelOutput, dict) calls each tensor: "last_hidden_state",
-    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}. Read from the
-    TreeSpec itself (its context holds the keys), so a type registered without key paths names its outputs too."""
-    out_spec = ep.call_spec.out_spec
-    if out_spec is None:
-        return []
-    paths = list(_leaf_paths(out_spec, ()))
-    names = [".".join(str(part) for part in path) for path in paths]
-    positional = all(isinstance(part, int) for path in paths for part in path)
-    if positional or len(set(names)) != len(names) or not all(names):
-        return [f"output_{i}" for i in range(len(paths))]
-    return names
-
-
-def _leaf_paths(spec, path):
-    if spec.is_leaf():
-        yield path
-        return
-    children = spec.children_specs
-    keys = spec.context
-    if isinstance(keys, (list, tuple)) and len(keys) == len(children) and all(isinstance(k, str) for k in keys):
-        parts = list(keys)  # dict keys, ModelOutput / dataclass fields
-    elif isinstance(getattr(spec, "type", None), type) and hasattr(spec.type, "_fields"):
-        parts = list(spec.type._fields)  # a namedtuple
-    else:
-        parts = list(range(len(children)))
-    for part, child in zip(parts, children):
-        yield from _leaf_paths(child, path + (part,))
+    "past.0.key". Outputs that are only positions (a tensor, a tuple) are output_0 .. output_{n-1}."""
+    named = structure_names(ep)
+    if named is not None:
+        return named
+    return [f"output_{i}" for i in range(ep.call_spec.out_spec.num_leaves)]
 
 
 def _check_device_available(values):
@@ -210,8 +201,7 @@ def check_archive(path: str, verify: bool = True) -> None:
         if verify:
             zip_layout.check_crcs(fd, entries)
     except zip_layout.LayoutError as e:
-        raise FormatError(f"trtpack: {path!r} is not an AOTInductor package as trtpack writes it: {e}. Re-save it "
-                          "with trtpack.save.") from None
+        raise _not_trtpack_package(path, e) from None
     finally:
         os.close(fd)
 
@@ -220,7 +210,7 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     """Loads a trtpack .pt2 (the caller has opted in to running its native code)."""
     check_archive(path, verify)
     found_manifest = manifest.read(path)
-    found = [Engine(trtpack.record.decode_meta(meta)["name"], meta, None, fallback)
+    found = [Engine(record.decode_meta(meta)["name"], meta, None, fallback)
              for meta, fallback in found_manifest.engines]
     warn_version_skew(found)
     warn_unusable(found, device)
@@ -237,12 +227,12 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
 
 class PackageRunner:
     """Calls an AOTInductor package like torch's runner does, with its pytree specs read once at load, where
-    model-defined types the process lacks get stand-ins (pytree_types)."""
+    model-defined types the process lacks get placeholder types (pytree_types)."""
 
     def __init__(self, compiled):
         self.compiled = compiled
         in_text, out_text = compiled.loader.get_call_spec()
-        with pytree_types.standins([in_text, out_text]):
+        with pytree_types.placeholders([in_text, out_text]):
             self.in_spec, self.out_spec = pytree.treespec_loads(in_text), pytree.treespec_loads(out_text)
 
     def __call__(self, *args, **kwargs):

@@ -3,8 +3,8 @@ pytree specs, for a process that never imported the model's library.
 
 torch records such a type by name ("transformers.modeling_outputs.BaseModelOutput") and can rebuild it only if this
 process registered it, which the model's library does when it is imported. trtpack imports nothing on the file's
-behalf: where the type is registered (its library is imported) the original type comes back; otherwise a stand-in is
-registered under that name while the program loads, which rebuilds:
+behalf: where the type is registered (its library is imported) the original type comes back; otherwise a
+placeholder type is registered under that name while the program loads, which rebuilds:
   - a dataclass or ModelOutput as a plain dict with the same keys, in order (fields that were None included as None);
   - a named tuple as a plain tuple subclass with fields field0, field1, ... (the spec does not store field names).
 A type whose recorded context is neither raises FormatError naming the type and the package to import.
@@ -44,11 +44,11 @@ def _dict_keys(context):
     return None
 
 
-def _register_dict_standin(type_name: str, context_text: str) -> None:
-    class StandIn:  # never instantiated: only its name is registered
+def _register_dict_placeholder(type_name: str, context_text: str) -> None:
+    class Placeholder:  # never instantiated: only its name is registered
         pass
 
-    StandIn.__name__ = StandIn.__qualname__ = type_name.rsplit(".", 1)[-1]
+    Placeholder.__name__ = Placeholder.__qualname__ = type_name.rsplit(".", 1)[-1]
 
     def unflatten(values, context):
         keys, none_keys = context
@@ -62,14 +62,14 @@ def _register_dict_standin(type_name: str, context_text: str) -> None:
             raise _cannot_rebuild(type_name)
         return parsed
 
-    pytree.register_pytree_node(StandIn, lambda obj: ([], None), unflatten, serialized_type_name=type_name,
+    pytree.register_pytree_node(Placeholder, lambda obj: ([], None), unflatten, serialized_type_name=type_name,
                                 to_dumpable_context=lambda ctx: json.dumps(ctx), from_dumpable_context=from_context)
 
 
-def _register_namedtuple_standin(type_name: str, size: int) -> None:
+def _register_namedtuple_placeholder(type_name: str, size: int) -> None:
     fields = [f"field{i}" for i in range(size)]
-    standin = collections.namedtuple(type_name.rsplit(".", 1)[-1], fields)
-    pytree._register_namedtuple(standin, serialized_type_name=type_name)
+    placeholder = collections.namedtuple(type_name.rsplit(".", 1)[-1], fields)
+    pytree._register_namedtuple(placeholder, serialized_type_name=type_name)
 
 
 def _cannot_rebuild(type_name: str) -> FormatError:
@@ -79,9 +79,9 @@ def _cannot_rebuild(type_name: str) -> FormatError:
 
 
 def prepare(spec_texts) -> list:
-    """Registers a stand-in for each model-defined type named in the dumped treespecs `spec_texts` that this process
-    has not registered. Returns the names it stood in for."""
-    stood_in = []
+    """Registers a placeholder type for each model-defined type named in the dumped treespecs `spec_texts` that this
+    process has not registered. Returns the names it registered."""
+    registered = []
     for text in spec_texts:
         if not text:
             continue
@@ -95,8 +95,8 @@ def prepare(spec_texts) -> list:
                 continue
             if type_name == NAMEDTUPLE:
                 if isinstance(context, str) and context not in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
-                    _register_namedtuple_standin(context, len(node.get("children_spec") or []))
-                    stood_in.append(context)
+                    _register_namedtuple_placeholder(context, len(node.get("children_spec") or []))
+                    registered.append(context)
                 continue
             if type_name in pytree.SERIALIZED_TYPE_TO_PYTHON_TYPE:
                 continue
@@ -106,14 +106,14 @@ def prepare(spec_texts) -> list:
                 parsed = None
             if parsed is None:
                 raise _cannot_rebuild(type_name)
-            _register_dict_standin(type_name, context)
-            stood_in.append(type_name)
-    return stood_in
+            _register_dict_placeholder(type_name, context)
+            registered.append(type_name)
+    return registered
 
 
 @contextlib.contextmanager
-def standins(spec_texts):
-    """prepare() for the duration of a load: afterwards the stand-ins' names are released, so that importing the
+def placeholders(spec_texts):
+    """prepare() for the duration of a load: afterwards the placeholders' names are released, so that importing the
     model's library later registers its real types without a clash. Specs already read keep working."""
     names = prepare(spec_texts)
     try:

@@ -18,14 +18,18 @@ def format_inspect(info: dict) -> str:
              f"torch {info.get('torch_version')}"]
     if "inputs" in info:
         lines.append(f"  inputs: {', '.join(info['inputs'])}   outputs: {', '.join(info['outputs'])}")
+    given = info.get("dim_names", {})
     for sym, (lo, hi) in info.get("symbols", {}).items():
-        lines.append(f"  symbol {sym}: [{lo}, {'inf' if hi is None else hi}]")
+        shown = f"{given[sym]} ({sym})" if sym in given else sym
+        lines.append(f"  symbol {shown}: [{lo}, {'inf' if hi is None else hi}]")
     for e in info["engines"]:
+        digest = f"xxh3 {e['plan_xxh3'][:16]}" if "plan_xxh3" in e else f"sha256 {e['plan_sha256'][:16]}"
         lines.append(f"  engine {e['name']}: {e['backend']} {e['backend_version']}, targets {','.join(e['targets'])}, "
-                     f"plan {e['plan_size']:,} bytes, sha256 {e['plan_sha256'][:16]}…, "
-                     f"fallback {'yes' if e['fallback'] else 'no'}")
+                     f"plan {e['plan_size']:,} bytes, {digest}…, fallback {'yes' if e['fallback'] else 'no'}")
+        named = e.get("dim_names", {})
         for kind in ("inputs", "outputs"):
-            specs = ", ".join(f"{t['name']}:{t['dtype']}{list(t['shape'])}" for t in e[kind])
+            specs = ", ".join(f"{t['name']}:{t['dtype']}[{', '.join(str(named.get(d, d)) for d in t['shape'])}]"
+                              for t in e[kind])
             lines.append(f"    {kind}: {specs}")
         lines.append(f"    here: {'usable' if e['usable_here'] else 'not usable'}" +
                      (f" — {e['reason']}" if e["reason"] else ""))

@@ -51,7 +51,7 @@ def _exit_code(error) -> int:
 
     if isinstance(error, (ModelFileError, trtpack.FormatError, trtpack.UntrustedCodeError)):
         return EXIT_BAD_INPUT
-    if type(error).__name__ == "VerificationError":  # compiler.convert's; importing it here would load the compiler
+    if type(error).__name__ == "VerificationError":  # compiler.onnx_export's; importing it here would load the compiler
         return EXIT_MISMATCH
     if isinstance(error, trtpack.UnsupportedGraphError):
         return EXIT_UNSUPPORTED
@@ -104,12 +104,12 @@ def main_with_args(argv) -> int:
 def _cache(args) -> int:
     if args not in (["info"], ["clear"]):
         return _usage(f"cache takes info or clear, got {args}")
-    from trtpack.compiler import cache
+    from trtpack.compiler import engine_cache
 
     if args == ["clear"]:
-        print(f"removed {cache.clear()} entries from {cache.info()['path']}")
+        print(f"removed {engine_cache.clear()} entries from {engine_cache.info()['path']}")
         return EXIT_OK
-    info = cache.info()
+    info = engine_cache.info()
     if FLAGS.json:
         print(json.dumps(info, indent=2))
         return EXIT_OK
@@ -134,7 +134,18 @@ def _absl_main(argv):
     sys.exit(main_with_args(argv))
 
 
+HELP_FLAGS = ("-h", "--help", "-help", "--helpshort", "help")
+
+
+def help_text() -> str:
+    """The commands (this module's docstring) and the flags they take: what `trtpack --help` prints."""
+    return f"{__doc__.strip()}\n\nFlags:\n{FLAGS.module_help(__name__)}\n"
+
+
 def main():
+    if any(arg in HELP_FLAGS for arg in sys.argv[1:]):  # absl's own --help would print "USAGE: ... [flags]"
+        print(help_text())
+        sys.exit(EXIT_OK)
     app.run(_absl_main)
 
 

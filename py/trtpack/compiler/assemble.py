@@ -7,7 +7,7 @@ branch three to four times (the cond's subgraphs and its schema): seconds for a 
 
 A program outside what this covers (state written in place, non-tensor inputs or outputs, weights shared under two
 names, a region output that is not plainly contiguous, modules other than regions) gives None, and the caller
-re-exports (lower.reexport).
+re-exports (reexport.reexport).
 """
 import logging
 import operator
@@ -21,7 +21,7 @@ from torch.export.graph_signature import (ExportGraphSignature, InputKind, Input
                                           TensorArgument)
 from torch.utils._sympy.value_ranges import ValueRanges
 
-from trtpack.compiler.lower import has_derived_dim
+from trtpack.compiler.reexport import has_derived_dim
 
 log = logging.getLogger(__name__)
 EXECUTE = torch.ops.trtpack.execute_engine.default

@@ -10,7 +10,7 @@ import importlib
 import torch
 
 from trtpack.errors import IncompatibleEngineError, UnsupportedGraphError
-from trtpack.names import sm_name
+from trtpack.names import BACKEND_MODULES, DEFAULT_BACKEND, sm_name
 
 
 class Backend:
@@ -42,7 +42,7 @@ class Backend:
 
 class TensorRTRTX(Backend):
     name = "tensorrt_rtx"
-    module_name = "tensorrt_rtx"
+    module_name = BACKEND_MODULES[name]
     install_hint = "Install it with `pip install 'trtpack[rtx]'` (TensorRT-RTX for CUDA 12; 'trtpack[rtx-cu13]' for CUDA 13)."
     verified = True
 
@@ -74,7 +74,7 @@ class TensorRTRTX(Backend):
 class TensorRT(Backend):
     """Full NVIDIA TensorRT 10. UNVERIFIED: never run against the real module (see the module docstring)."""
     name = "tensorrt"
-    module_name = "tensorrt"
+    module_name = BACKEND_MODULES[name]
     install_hint = "Install NVIDIA TensorRT 10 for your CUDA version (pip install tensorrt)."
     verified = False
 
@@ -103,7 +103,6 @@ class TensorRT(Backend):
 
 
 BACKENDS = {backend.name: backend for backend in (TensorRTRTX(), TensorRT())}
-DEFAULT_BACKEND = "tensorrt_rtx"
 
 
 def get_backend(name=None) -> Backend:

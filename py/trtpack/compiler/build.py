@@ -62,8 +62,7 @@ def profile_shapes(input_dims, symbols) -> list:
 
 def engine_meta(*, name, backend: Backend, plan: Plan, inputs, outputs, symbols: dict, build: dict) -> str:
     """The engine record's meta JSON (canonical, so the same build gives the same bytes)."""
-    import trtpack
-    from trtpack import record
+    from trtpack import _native, record
 
     return record.encode_meta({
         "format": "trtpack.engine",
@@ -72,7 +71,7 @@ def engine_meta(*, name, backend: Backend, plan: Plan, inputs, outputs, symbols:
         "backend": backend.name,
         "backend_version": plan.backend_version,
         "targets": plan.targets,
-        "trtpack_version": trtpack.__version__,
+        "trtpack_version": _native.core.__version__,
         "torch_version": torch.__version__,
         "plan_size": len(plan.data),
         "plan_sha256": hashlib.sha256(plan.data).hexdigest(),

@@ -9,7 +9,7 @@ import operator
 
 import torch
 
-from trtpack.compiler.convert import onnx_registry
+from trtpack.compiler.onnx_export import onnx_registry
 from trtpack.errors import UnsupportedGraphError
 
 

@@ -3,7 +3,7 @@ it (before decomposition), so compiling the same model again skips decomposition
 lowering: a hit costs torch.export, the key and reading the program back.
 
 Where: $TRTPACK_CACHE_DIR/programs, beside the engine cache's `engines`; cap, eviction, info() and clear() are the
-engine cache's (cache.py), over both folders.
+engine cache's (engine_cache.py), over both folders; keys are written with cache_keys.py's helpers.
 Entry: `<key>.ep`, the lowered program as trtpack.save writes it, and `<key>.json` (the compile summary and the
 compiled ranges), each written atomically, the .ep first: a `.json` is only there once its `.ep` is whole. Two
 processes compiling the same model write the same entry; either's files pair up (the key fixes their content).
@@ -19,10 +19,9 @@ from typing import Optional
 
 import torch
 
-import trtpack
-from trtpack import artifacts, record
+from trtpack import _native, artifacts, record
 from trtpack.artifacts import atomic, ep
-from trtpack.compiler import cache
+from trtpack.compiler import cache_keys, engine_cache
 from trtpack.errors import TrtpackError
 
 log = logging.getLogger("trtpack.compiler")
@@ -49,8 +48,8 @@ def key(program: torch.export.ExportedProgram, flat_inputs, options: dict) -> Op
     buffer and constant (dtype, shape, stride, bytes), the example inputs' shapes and dtypes (they set the profiles'
     opt), and trtpack's, the record format's, torch's, onnx's and onnxscript's versions.
     None when the program holds a constant that is not a tensor (its content cannot be hashed): it is not cached."""
-    digest = cache.new_digest()
-    versions = {"trtpack": trtpack.__version__, "format": list(record.FORMAT_VERSION), "torch": torch.__version__,
+    digest = cache_keys.new_digest()
+    versions = {"trtpack": _native.core.__version__, "format": list(record.FORMAT_VERSION), "torch": torch.__version__,
                 "onnx": _version("onnx"), "onnxscript": _version("onnxscript")}
     signature = program.graph_signature
     described = {
@@ -67,7 +66,7 @@ def key(program: torch.export.ExportedProgram, flat_inputs, options: dict) -> Op
         if not isinstance(tensor, torch.Tensor):
             return None
         digest.update(f"{name}{tensor.dtype}{tuple(tensor.shape)}{tuple(tensor.stride())}".encode())
-        digest.update(cache.tensor_bytes(tensor))
+        digest.update(cache_keys.tensor_bytes(tensor))
     return digest.hexdigest()
 
 
@@ -75,8 +74,9 @@ def _graph(module: torch.fx.GraphModule, digest) -> None:
     index = {}
     for position, node in enumerate(module.graph.nodes):
         index[node] = position
-        digest.update(json.dumps([node.op, node.name, cache.target_name(node.target), cache.argument(node.args, index),
-                                  cache.argument(node.kwargs, index), _value(node.meta.get("val"))]).encode())
+        digest.update(json.dumps([node.op, node.name, cache_keys.target_name(node.target),
+                                  cache_keys.argument(node.args, index),
+                                  cache_keys.argument(node.kwargs, index), _value(node.meta.get("val"))]).encode())
         if node.op == "get_attr":
             attribute = module
             for part in node.target.split("."):
@@ -84,7 +84,7 @@ def _graph(module: torch.fx.GraphModule, digest) -> None:
             if isinstance(attribute, torch.fx.GraphModule):  # a torch.cond / map branch
                 _graph(attribute, digest)
             elif isinstance(attribute, torch.Tensor):
-                digest.update(cache.tensor_bytes(attribute))
+                digest.update(cache_keys.tensor_bytes(attribute))
 
 
 def _value(value):
@@ -97,7 +97,7 @@ def _value(value):
 
 
 def _paths(key_: str) -> tuple:
-    folder = cache.cache_dir("programs")
+    folder = engine_cache.cache_dir("programs")
     return os.path.join(folder, key_ + ".json"), os.path.join(folder, key_ + ".ep")
 
 
@@ -108,7 +108,7 @@ def _pytree_specs(program: torch.export.ExportedProgram) -> tuple:
 def get(key_: str, exported: torch.export.ExportedProgram) -> Optional[Hit]:
     """The program stored under `key_`, checked as trtpack.load checks an .ep; None if missing or damaged, or if it
     reads back with other input/output types than `exported` (the model's) has: a type this process has not
-    registered comes back as trtpack.load's stand-in, which compile must not return."""
+    registered comes back as trtpack.load's placeholder type, which compile must not return."""
     summary_path, program_path = _paths(key_)
     try:
         with open(summary_path, encoding="utf-8") as f:
@@ -129,10 +129,10 @@ def get(key_: str, exported: torch.export.ExportedProgram) -> Optional[Hit]:
         if _pytree_specs(program) != _pytree_specs(exported):
             return None
     except (ValueError, KeyError, TypeError, TrtpackError) as error:
-        cache.report_damage([program_path, summary_path], str(error).splitlines()[0][:300] or type(error).__name__,
-                            what="program")
+        engine_cache.report_damage([program_path, summary_path],
+                                   str(error).splitlines()[0][:300] or type(error).__name__, what="program")
         return None
-    cache.touch([summary_path, program_path])
+    engine_cache.touch([summary_path, program_path])
     return hit
 
 
@@ -163,4 +163,4 @@ def put(key_: str, program: torch.export.ExportedProgram, summary: dict, ranges:
     except Exception as error:  # noqa: BLE001  trtpack or torch cannot write this program (e.g. an unregistered
         log.info("the compiled program is not cached: %s", error)  # namedtuple output): compile it every time
         return
-    cache.evict(cache.max_bytes())
+    engine_cache.evict(engine_cache.max_bytes())

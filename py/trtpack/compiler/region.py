@@ -8,11 +8,11 @@ from typing import Optional
 import sympy
 import torch
 
-import trtpack
-from trtpack import record
-from trtpack.compiler import build, cache, convert, symbolic
+from trtpack import _native, record
+from trtpack.compiler import build, engine_cache, onnx_export, symbolic
 from trtpack.errors import UnsupportedGraphError
 from trtpack.names import dtype_name
+from trtpack.runtime.executor import test_double
 
 
 @dataclass
@@ -22,7 +22,7 @@ class RegionEngine:
     meta: str
     targets: list
     seconds: dict = field(default_factory=dict)       # cache_key / cache_read / onnx / verify / build
-    verification: Optional[convert.Verification] = None
+    verification: Optional[onnx_export.Verification] = None
     cache_hit: bool = False
 
 
@@ -118,14 +118,14 @@ def region_spec(gm, name, symbols) -> RegionSpec:
 
 
 def engine_key(gm, name, spec: RegionSpec, backend, targets, min_block_size) -> str:
-    """The engine cache key: the region's graph and weights (cache.key) plus everything else that changes the plan
-    or its record."""
-    return cache.key(getattr(gm, name), {
+    """The engine cache key: the region's graph and weights (engine_cache.key) plus everything else that changes the
+    plan or its record."""
+    return engine_cache.key(getattr(gm, name), {
         "name": name, "inputs": spec.record_inputs, "outputs": spec.record_outputs, "symbols": spec.record_symbols,
         "dtypes": [dtype_name(v.dtype) for v in spec.input_values + spec.output_values],
         "profile": spec.profile, "targets": targets, "backend": backend.name,
         "backend_version": getattr(backend.load(), "__version__", ""), "format_version": list(record.FORMAT_VERSION),
-        "trtpack_version": trtpack.__version__, "torch_version": torch.__version__,
+        "trtpack_version": _native.core.__version__, "torch_version": torch.__version__,
         "options": {"min_block_size": min_block_size}})
 
 
@@ -143,7 +143,7 @@ def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, 
         start = time.perf_counter()
         key = engine_key(gm, name, spec, backend, targets, min_block_size)
         seconds["cache_key"] = time.perf_counter() - start
-        cached = cache.get(key)
+        cached = engine_cache.get(key)
         if cached is not None:
             seconds["cache_read"] = time.perf_counter() - start - seconds["cache_key"]
             report(name, "cache hit", seconds["cache_key"] + seconds["cache_read"])
@@ -180,33 +180,32 @@ def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, 
         build={"onnx_opset": onnx_model.opset, "optimization_level": plan.optimization_level,
                "min_block_size": min_block_size})
     if key is not None:
-        cache.put(key, cache.Entry(plan=plan.data, meta=meta, targets=plan.targets))
+        engine_cache.put(key, engine_cache.Entry(plan=plan.data, meta=meta, targets=plan.targets))
     _register_with_standin(plan.data, meta, region, range_constraints, spec)
     return RegionEngine(name, plan.data, meta, plan.targets, seconds, verification)
 
 
 def _register_with_standin(plan: bytes, meta: str, region, range_constraints, spec: RegionSpec) -> None:
     """The computing TensorRT stand-in (a test double) learns this plan's region; nothing unless it is requested."""
-    from trtpack.runtime import standin
-
-    if standin.requested():
+    double = test_double()
+    if double is not None:
         record = json.loads(meta)
         inputs, outputs = [t["name"] for t in record["inputs"]], [t["name"] for t in record["outputs"]]
-        standin.register_region(plan, convert.region_program(region, range_constraints), inputs, outputs,
+        double.register_region(plan, onnx_export.region_program(region, range_constraints), inputs, outputs,
                                 dict(zip(inputs, spec.profile)))
 
 
-def _onnx(region, range_constraints, seconds, report, name) -> convert.OnnxModel:
+def _onnx(region, range_constraints, seconds, report, name) -> onnx_export.OnnxModel:
     start = time.perf_counter()
-    onnx_model = convert.to_onnx(convert.region_program(region, range_constraints))
+    onnx_model = onnx_export.to_onnx(onnx_export.region_program(region, range_constraints))
     seconds["onnx"] = time.perf_counter() - start
     report(name, "onnx", seconds["onnx"])
     return onnx_model
 
 
-def _verify(onnx_model, region, example_inputs, name, seconds, report) -> convert.Verification:
+def _verify(onnx_model, region, example_inputs, name, seconds, report) -> onnx_export.Verification:
     start = time.perf_counter()
-    verification = convert.verify(onnx_model.data, region, example_inputs, name)
+    verification = onnx_export.verify(onnx_model.data, region, example_inputs, name)
     seconds["verify"] = time.perf_counter() - start
     report(name, "verify", seconds["verify"])
     return verification

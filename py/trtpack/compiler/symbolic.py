@@ -9,6 +9,7 @@ import torch
 from torch.utils._sympy.functions import FloorDiv, Max, Min, Mod, PythonMod
 
 from trtpack.errors import UnsupportedGraphError
+from trtpack.names import dim_names
 
 # An unbounded dynamic dim gets this optimisation-profile maximum (TensorRT needs a finite one).
 # Give the Dim an explicit max to choose another. Ranges starting at 0 start at 1 (the record has no empty dims).
@@ -24,6 +25,7 @@ class SymbolTable:
 
     def __init__(self, program: torch.export.ExportedProgram, flat_example_inputs):
         self.names, self.ranges, self.where = {}, {}, {}
+        self.given = dim_names(program)  # program symbol -> the user's Dim name, where torch recorded one
         placeholders = [n for n in program.graph.nodes if n.op == "placeholder"]
         user_inputs = [n for n in placeholders if n.name in set(program.graph_signature.user_inputs)]
         for node, example in zip(user_inputs, flat_example_inputs):
@@ -42,12 +44,13 @@ class SymbolTable:
                         self.ranges[symbol] = {"min": low, "opt": int(size), "max": max(high, int(size))}
 
     def export_dim(self, symbol):
-        """The torch.export.Dim of a program symbol (its record name and compiled range), the same object each
-        time, so two inputs sharing a symbol share one Dim."""
+        """The torch.export.Dim of a program symbol (the user's Dim name, else its record name; its compiled range),
+        the same object each time, so two inputs sharing a symbol share one Dim."""
         dims = self.__dict__.setdefault("_dims", {})
         if symbol not in dims:
             bounds = self.ranges[symbol]
-            dims[symbol] = torch.export.Dim(self.names[symbol], min=bounds["min"], max=bounds["max"])
+            name = self.given.get(str(symbol)) or self.names[symbol]
+            dims[symbol] = torch.export.Dim(name, min=bounds["min"], max=bounds["max"])
         return dims[symbol]
 
     def dynamic_shapes_of(self, values) -> list:

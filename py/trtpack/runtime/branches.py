@@ -1,7 +1,7 @@
-"""Fallback decided once: `torch.cond(engine_usable(...), engine, reference, operands)` costs ~600 µs per call in eager
-mode (the cond higher-order op's dispatch), although whether an engine runs here is settled once per process and
-device. `resolve` rewrites each such cond into a call that asks engine_usable once per device and from then on
-calls the chosen branch directly.
+"""Fallback decided once: `torch.cond(engine_usable(...), engine, reference, operands)` pays the cond higher-order
+op's dispatch on every call in eager mode (docs/BENCHMARKS.md measures it), although whether an engine runs here is
+settled once per process and device. `resolve` rewrites each such cond into a call that asks engine_usable once per
+device and from then on calls the chosen branch directly.
 
 Once every branch is decided for the devices a call's inputs are on, the module runs a copy of its graph with each
 chosen branch's ops inlined (`_inline_chosen`): a decided program then costs what the plain exported program costs,

@@ -16,13 +16,17 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from trtpack import machine, record
-from trtpack.names import dtype_name, sm_name
+from trtpack import record
+from trtpack.names import BACKEND_MODULES, dtype_name, sm_name
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes, standin
 from trtpack.runtime.trt_engine import LoadedEngine, run
 
-BACKEND_MODULES = tuple(machine.BACKEND_MODULES)
+
+def test_double():
+    """The computing TensorRT stand-in (runtime/standin.py, a test double) when the environment asks for it
+    (TRTPACK_TENSORRT_STANDIN=1), else None. The one way trtpack's own modules reach the stand-in."""
+    return standin if standin.requested() else None
 
 
 def default_cache_dir() -> str:
@@ -32,14 +36,14 @@ def default_cache_dir() -> str:
 
 
 def _cuda_stream(device: torch.device) -> Tuple[int, int]:
-    # The raw handle of torch's current stream, without building a torch.cuda.Stream (~10 us per call otherwise).
+    # The raw handle of torch's current stream, without building a torch.cuda.Stream on every call.
     handle = torch._C._cuda_getCurrentRawStream(device.index if device.index is not None else
                                                 torch.cuda.current_device())
     return handle, handle
 
 
 def _cuda_device_guard(device: torch.device):
-    """torch.cuda.device(device), skipped when it is already current (saves ~4 us per engine call)."""
+    """torch.cuda.device(device), skipped when it is already current (an engine call's hot path)."""
     if device.index is None or device.index == torch.cuda.current_device():
         return contextlib.nullcontext()
     return torch.cuda.device(device)
@@ -204,7 +208,7 @@ def register_cuda_kernels(override: bool = False) -> bool:
                                 torch._C._dispatch_has_kernel_for_dispatch_key("trtpack::execute_engine", "CUDA")):
         return False
     if _executor is None:
-        _executor = standin.executor() if standin.requested() else Executor()
+        _executor = _stand_in_executor() if test_double() is not None else Executor()
         atexit.register(_executor.save_runtime_caches)
     _library = torch.library.Library("trtpack", "IMPL")
     _library.impl("execute_engine", _executor.execute_engine, "CUDA")
@@ -221,9 +225,30 @@ def unregister_cuda_kernels() -> None:
         _library = None
 
 
+def attach_cpp_test_double(native_executor_name) -> None:
+    """Connects the C++ face of the stand-in (a test double: a libtorchtrt_runtime.so built against it reports its
+    executor as "... stand-in") to the Python stand-in's registry, when the environment asks for the test double."""
+    if test_double() is not None and (native_executor_name or "").endswith("stand-in"):
+        from trtpack.runtime import standin_cpp
+
+        standin_cpp.attach()
+
+
+def _stand_in_executor() -> Executor:
+    """An Executor whose TensorRT modules are stand-ins and whose GPU reports the emulated capability."""
+    def import_module(name):
+        if name != "tensorrt_rtx":
+            raise ImportError(f"the TensorRT stand-in replaces tensorrt_rtx only, not {name}")
+        return standin.stand_in(name)
+
+    return Executor(import_module=import_module, capability=lambda device: standin.emulated_capability())
+
+
 def executor() -> Optional[Executor]:
     """The registered Python executor, or None when the C++ library runs engines itself."""
     return _executor
 
 
-__all__ = ["Executor", "default_cache_dir", "executor", "register_cuda_kernels", "unregister_cuda_kernels"]
+__all__ = ["Executor", "attach_cpp_test_double", "default_cache_dir", "executor", "register_cuda_kernels",
+           "test_double",
+           "unregister_cuda_kernels"]

@@ -4,7 +4,7 @@ computed once, as integers, instead of through sympy on each call.
 
 `install(module)` puts the fast check in place of torch's pre-hook. An input the fast check accepts is one torch's
 check accepts; anything else goes to torch's own check, so a refusal is torch's refusal, word for word (and
-trtpack.guard turns it into the same IncompatibleEngineError as before). Programs whose dims the fast check does not
+trtpack.error_translation turns it into the same IncompatibleEngineError as before). Programs whose dims the fast check does not
 model (nested inputs, symbolic scalar inputs, dims that are not `a*s + b` of one symbol) keep torch's hook as is.
 
 Mirrors torch's rules exactly, including its quirks: a lower bound of 2 or less is not checked (torch lets 0/1
@@ -177,7 +177,7 @@ def _fast_hook(check: InputCheck, torch_hook):
             return torch_hook(module, args, kwargs)
         return None
 
-    fast.__name__ = HOOK_NAME  # still recognised as the input check (e.g. by guard.translate_errors' wrapper)
+    fast.__name__ = HOOK_NAME  # still recognised as the input check (e.g. by error_translation.translate_errors' wrapper)
     fast.__wrapped__ = torch_hook
     fast._trtpack_fast = True
     fast.check = check

@@ -19,7 +19,7 @@ from typing import Dict, Optional
 import torch
 
 from trtpack.errors import IncompatibleEngineError, TrtpackError
-from trtpack.runtime import executor as python_executor, registration, standin
+from trtpack.runtime import executor as python_executor, registration
 
 EXECUTORS = ("cpp", "python")
 ENV = "TRTPACK_EXECUTOR"
@@ -114,10 +114,7 @@ def use(name: str) -> str:
             if refusal:
                 raise IncompatibleEngineError(f"trtpack: {refusal}.")
             python_executor.unregister_cuda_kernels()  # the library's kernels answer again
-            if standin.requested() and (native_executor() or "").endswith("stand-in"):
-                from trtpack.runtime import standin_cpp
-
-                standin_cpp.attach()
+            python_executor.attach_cpp_test_double(native_executor())
         else:
             with warnings.catch_warnings():  # the dispatcher warns that the Python kernel overrides the library's
                 warnings.filterwarnings("ignore", message=".*[Oo]verrid.*")

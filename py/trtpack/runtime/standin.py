@@ -394,17 +394,5 @@ def machine(device=None) -> dict:
             "backends": {"tensorrt_rtx": DEFAULT_VERSION}}
 
 
-def executor():
-    """An Executor whose TensorRT modules are stand-ins and whose GPU reports the emulated capability."""
-    from trtpack.runtime.executor import Executor
-
-    def import_module(name):
-        if name != "tensorrt_rtx":
-            raise ImportError(f"the TensorRT stand-in replaces tensorrt_rtx only, not {name}")
-        return stand_in(name)
-
-    return Executor(import_module=import_module, capability=lambda device: emulated_capability())
-
-
 __all__ = ["ENV_ACTIVE", "ENV_DIR", "ENV_SM", "Registry", "StandIn", "device_of_address", "emulated_capability",
-           "executor", "machine", "register_region", "registry_dir", "requested", "stand_in", "tensor_at"]
+           "machine", "register_region", "registry_dir", "requested", "stand_in", "tensor_at"]

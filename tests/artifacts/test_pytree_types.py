@@ -1,6 +1,7 @@
 """Programs whose outputs are model-defined pytree types load and run in a process that never imported the code
 that defines them (.ep and .pt2): a dataclass / ModelOutput comes back as a dict with the same keys, a named tuple
 as a tuple; where the defining module is imported, the original type comes back."""
+import importlib.util
 import json
 import os
 import subprocess
@@ -11,6 +12,7 @@ import pytest
 import torch
 
 import trtpack
+from tests.support import python_env
 
 MYLIB = textwrap.dedent('''
     import dataclasses
@@ -54,26 +56,31 @@ CHILD = textwrap.dedent('''
 def saved(tmp_path_factory):
     folder = tmp_path_factory.mktemp("pytree")
     (folder / "mylib.py").write_text(MYLIB)
-    sys.path.insert(0, str(folder))
-    try:
-        import mylib
-        program = torch.export.export(mylib.Model(), (torch.ones(2, 3),), strict=False)
-        paths = {}
-        for suffix in (".ep", ".pt2"):
-            paths[suffix] = str(folder / f"model{suffix}")
-            trtpack.save(program, paths[suffix])
-    finally:
-        sys.path.remove(str(folder))
+    mylib = import_mylib(str(folder / "mylib.py"))
+    program = torch.export.export(mylib.Model(), (torch.ones(2, 3),), strict=False)
+    paths = {}
+    for suffix in (".ep", ".pt2"):
+        paths[suffix] = str(folder / f"model{suffix}")
+        trtpack.save(program, paths[suffix])
     return paths
+
+
+def import_mylib(path: str):
+    """The model's library imported as `mylib` (registering its pytree types), from its file: no sys.path edit."""
+    if "mylib" not in sys.modules:
+        spec = importlib.util.spec_from_file_location("mylib", path)
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["mylib"] = module
+        spec.loader.exec_module(module)
+    return sys.modules["mylib"]
 
 
 @pytest.mark.parametrize("suffix", [".ep", ".pt2"])
 def test_loads_without_the_defining_module_as_plain_containers(saved, suffix, tmp_path):
     child = tmp_path / "child.py"
     child.write_text(CHILD)
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}  # trtpack, not mylib's folder
     proc = subprocess.run([sys.executable, str(child), saved[suffix]], capture_output=True, text=True,
-                          cwd=str(tmp_path), timeout=300, env=env)
+                          cwd=str(tmp_path), timeout=300, env=python_env.env())  # trtpack, not mylib's folder
     assert proc.returncode == 0, proc.stderr[-2000:]
     result = json.loads(proc.stdout.strip().splitlines()[-1])
     assert result["mylib_imported"] is False
@@ -83,14 +90,10 @@ def test_loads_without_the_defining_module_as_plain_containers(saved, suffix, tm
 
 
 def test_the_original_type_comes_back_where_its_module_is_imported(saved):
-    sys.path.insert(0, os.path.dirname(saved[".ep"]))
-    try:
-        import mylib
-        out = trtpack.load(saved[".ep"])(torch.ones(2, 3))
-        assert isinstance(out["out"], mylib.Output)
-        assert isinstance(out["pair"], mylib.Pair)
-    finally:
-        sys.path.pop(0)
+    mylib = import_mylib(os.path.join(os.path.dirname(saved[".ep"]), "mylib.py"))
+    out = trtpack.load(saved[".ep"])(torch.ones(2, 3))
+    assert isinstance(out["out"], mylib.Output)
+    assert isinstance(out["pair"], mylib.Pair)
 
 
 def test_a_type_that_cannot_be_rebuilt_names_the_package_to_import():

@@ -26,18 +26,13 @@ from typing import Optional
 import torch
 
 from trtpack import record
+from trtpack.compiler import cache_keys
 
 ENTRY_SUFFIX = ".entry"
 DEFAULT_MAX_MB = 8192
 FOLDERS = ("engines", "programs")  # this module's entries, program_cache's
 _HEADER = struct.Struct("<Q")
 _reported = set()
-
-
-def new_digest():
-    """The hash every cache key is computed with (one place to change it): XXH3-128 from the record core, ~10x
-    SHA-256 on the weights it reads. The cache is the user's own folder: a key guards against change, not forgery."""
-    return record.xxh3_stream()
 
 
 def base_dir() -> str:
@@ -202,45 +197,20 @@ def evict(limit: int) -> None:
 
 
 def key(region: torch.fx.GraphModule, signature: dict) -> str:
-    """sha256 of the region's graph (ops, attributes, dtypes), its weights, and `signature`: everything else that
+    """The digest of the region's graph (ops, attributes, dtypes), its weights, and `signature`: everything else that
     changes the plan (input/output dims, dynamic ranges, targets, backend + version, format and builder options)."""
-    digest = new_digest()
+    digest = cache_keys.new_digest()
     digest.update(json.dumps(signature, sort_keys=True).encode())
     index = {}
     for position, node in enumerate(region.graph.nodes):
         index[node] = position
         value = node.meta.get("val")
-        described = [node.op, target_name(node.target) if node.op != "placeholder" else "",
-                     argument(node.args, index), argument(node.kwargs, index),
+        described = [node.op, cache_keys.target_name(node.target) if node.op != "placeholder" else "",
+                     cache_keys.argument(node.args, index), cache_keys.argument(node.kwargs, index),
                      str(value.dtype) if isinstance(value, torch.Tensor) else ""]
         digest.update(json.dumps(described).encode())
         if node.op == "get_attr":
             tensor = operator.attrgetter(node.target)(region)
             digest.update(f"{tensor.dtype}{tuple(tensor.shape)}{tuple(tensor.stride())}".encode())
-            digest.update(tensor_bytes(tensor))
+            digest.update(cache_keys.tensor_bytes(tensor))
     return digest.hexdigest()
-
-
-def target_name(target) -> str:
-    if isinstance(target, str):
-        return target
-    return f"{getattr(target, '__module__', '')}.{getattr(target, '__name__', target)}"
-
-
-def argument(value, index):
-    if isinstance(value, torch.fx.Node):
-        return ["node", index[value]]
-    if isinstance(value, (list, tuple)):
-        return [argument(v, index) for v in value]
-    if isinstance(value, dict):
-        return {str(k): argument(v, index) for k, v in sorted(value.items())}
-    if value is None or isinstance(value, (bool, int, str)):
-        return value
-    return repr(value)  # floats (full precision), dtypes, devices, memory formats, layouts
-
-
-def tensor_bytes(tensor: torch.Tensor) -> memoryview:
-    flat = tensor.detach().contiguous().cpu().reshape(-1)
-    if flat.dtype == torch.bool:
-        flat = flat.to(torch.uint8)
-    return memoryview(flat.view(torch.uint8).numpy())

@@ -43,7 +43,7 @@ def compile_model(entry, *, fallback, formats=FORMATS, folder):
 
 def fresh_process_load(path, case_path, library) -> dict:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p and p != HERE)}
-    proc = subprocess.run([sys.executable, os.path.join(HERE, "load_check.py"), path, case_path, library],
+    proc = subprocess.run([sys.executable, os.path.join(HERE, "zoo_load_check.py"), path, case_path, library],
                           capture_output=True, text=True, env=env, timeout=600)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("{")]
     if proc.returncode != 0 or not lines:

@@ -8,7 +8,7 @@ from typing import Callable
 
 import torch
 
-from torchvision_cpu import import_torchvision
+from tests.support.torchvision_cpu import import_torchvision
 
 BATCH = torch.export.Dim("batch", min=1, max=8)
 

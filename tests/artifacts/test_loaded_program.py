@@ -173,7 +173,7 @@ def test_the_manifest_trtpack_writes_follows_its_schema(mlp_fallback, tmp_path):
         written = json.loads(z.read(entry))
     with open(os.path.join("docs", "manifest.schema.json")) as f:
         jsonschema.validate(written, json.load(f))
-    assert written["format_version"] == [1, 1]
+    assert written["format_version"] == [1, 2]
     assert [(s["name"], s["dtype"], s["shape"][1]) for s in written["program"]["inputs"]] == [("x", "float32", 16)]
 
 
@@ -182,15 +182,15 @@ def test_the_manifest_trtpack_writes_follows_its_schema(mlp_fallback, tmp_path):
     RuntimeError("Expected input at *args[0].shape[0] to be <= 16, but got 17"),          # torch 2.11's check
 ])
 def test_both_torch_versions_shape_refusals_become_incompatible_engine_errors(raised):
-    from trtpack import guard
+    from trtpack import error_translation
 
     def program(x):
         raise raised
 
     with pytest.raises(trtpack.IncompatibleEngineError, match=r"outside the shapes .*16.*Compiled ranges: s0 in \[1, 16\]"):
-        guard.call(program, (torch.randn(17, 4),), {}, "s0 in [1, 16]")
+        error_translation.call(program, (torch.randn(17, 4),), {}, "s0 in [1, 16]")
     with pytest.raises(RuntimeError, match="unrelated"):  # anything else passes through unchanged
-        guard.call(lambda: (_ for _ in ()).throw(RuntimeError("unrelated")), (), {}, "")
+        error_translation.call(lambda: (_ for _ in ()).throw(RuntimeError("unrelated")), (), {}, "")
 
 
 class Tied(torch.nn.Module):
@@ -211,3 +211,35 @@ def test_tied_weights_load_back(tmp_path):
     path = str(tmp_path / "tied.ep")
     trtpack.save(torch.export.export(model, (x,)), path)
     torch.testing.assert_close(load_quiet(path)(x), model(x))
+
+
+class Classifier(torch.nn.Module):
+    """Returns its output by name, as Hugging Face models do (`.logits`)."""
+
+    def __init__(self):
+        super().__init__()
+        self.hidden, self.head = torch.nn.Linear(16, 16), torch.nn.Linear(16, 4)
+
+    def forward(self, x):
+        return {"logits": self.head(torch.relu(self.hidden(x)))}
+
+
+def test_inspect_shows_the_users_dim_names_and_output_names(tmp_path):
+    from trtpack.cli import artifact_commands
+
+    x = torch.randn(2, 3, 16)
+    dims = {0: torch.export.Dim("batch", max=8), 1: torch.export.Dim("seq", max=32)}
+    module = trtpack.compile(Classifier().eval(), (x,), dynamic_shapes=(dims,), targets=TARGETS, min_block_size=1,
+                             fallback=True, cache=False)
+    path = str(tmp_path / "classifier.ep")
+    trtpack.save(module, path)
+    info = trtpack.inspect(path)
+    assert info["outputs"] == ["logits"]
+    assert sorted(info["dim_names"].values()) == ["batch", "seq"] and set(info["dim_names"]) == set(info["symbols"])
+    [engine] = info["engines"]
+    assert engine["dim_names"] == {"s0": "batch", "s1": "seq"}
+    text = artifact_commands.format_inspect(info)
+    assert "outputs: logits" in text and "x:float32[batch, seq, 16]" in text
+    for symbol, name in info["dim_names"].items():
+        assert f"symbol {name} ({symbol}): [" in text
+    torch.testing.assert_close(load_quiet(path)(x)["logits"], module(x)["logits"])

@@ -1,7 +1,7 @@
 """Child process of the zoo: loads one artifact in a process that never imported the model's library, runs it on
 the saved inputs and compares with the saved eager outputs. Prints one JSON line.
 
-usage: load_check.py ARTIFACT CASE.pt LIBRARY
+usage: zoo_load_check.py ARTIFACT CASE.pt LIBRARY
 """
 import json
 import sys
