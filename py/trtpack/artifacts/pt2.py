@@ -13,9 +13,8 @@ import zlib
 import torch
 import torch.utils._pytree as pytree
 
-import trtpack  # noqa: F401  (defines torch.ops.trtpack)
 from trtpack import _native, error_translation, names, record
-from trtpack.runtime import registration
+from trtpack.runtime import registration  # importing trtpack.runtime defines torch.ops.trtpack
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, structure_names,
