@@ -111,6 +111,9 @@ class Executor:
     def engine(self, plan: torch.Tensor, spec: shapes.EngineSpec, device: torch.device) -> LoadedEngine:
         """The plan deserialized on `device`: once per plan and device, whatever the number of threads asking."""
         key = (plan.data_ptr(), plan.numel(), spec.meta["plan_sha256"], device)
+        loaded = self._engines.get(key)  # a dict read needs no lock: entries are only ever added
+        if loaded is not None:
+            return loaded
         with self._lock:
             loaded = self._engines.get(key)
             if loaded is not None:
@@ -164,7 +167,7 @@ class Executor:
 
     def execute_engine(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> List[torch.Tensor]:
         spec = shapes.engine_spec(meta)
-        device = _device_of(inputs, plan)
+        device = inputs[0].device if len(inputs) == 1 else _device_of(inputs, plan)
         expected = shapes.output_shapes(spec, inputs)  # also checks input count and ranks
         for x, ts in zip(inputs, spec.inputs):
             if x.dtype != ts.dtype:
@@ -174,26 +177,34 @@ class Executor:
         loaded = self.engine(plan, spec, device)
         stream_key, stream_handle = self._current_stream(device)
         context, context_lock = loaded.context(stream_key)
-        outputs_by_name = {ts.name: (ts, shape) for ts, shape in zip(spec.outputs, expected)}
-
-        def allocate(name, shape):
-            ts, meta_shape = outputs_by_name[name]
-            if list(shape) != [int(d) for d in meta_shape]:
-                raise FormatError(f"trtpack: engine {spec.name!r} output {name!r}: TensorRT computes shape "
-                                  f"{tuple(shape)} but the record says {tuple(meta_shape)}; the meta does not "
-                                  "describe this plan: rebuild the engine with trtpack.")
-            return torch.empty(shape, dtype=ts.dtype, device=device)
-
         with self._device_guard(device), context_lock:
             held = [x.contiguous() for x in inputs]  # alive until enqueued; the allocator orders reuse on the stream
-            outputs = run(context, spec.input_names, held, spec.output_names, allocate, stream_handle, spec.name,
-                          spec.ranges)
-        try:
-            loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it even on a crash
-        except OSError as e:
-            warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {spec.name!r}: {e}")
+            outputs = run(context, spec.input_names, held, spec.output_names, _Outputs(spec, expected, device),
+                          stream_handle, spec.name, spec.ranges)
+        if not loaded.runtime_cache_saved:
+            try:
+                loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it on a crash
+            except OSError as e:
+                warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {spec.name!r}: {e}")
         return outputs
 
+
+class _Outputs:
+    """`allocate(name, shape)` for trt_engine.run: a torch tensor of the record's dtype, once TensorRT's shape is
+    checked against the one the record's dim expressions give."""
+    __slots__ = ("spec", "expected", "device")
+
+    def __init__(self, spec: shapes.EngineSpec, expected, device: torch.device):
+        self.spec, self.expected, self.device = spec, expected, device
+
+    def __call__(self, name: str, shape) -> torch.Tensor:
+        index = self.spec.output_names.index(name)
+        meta_shape = self.expected[index]
+        if list(shape) != [int(d) for d in meta_shape]:
+            raise FormatError(f"trtpack: engine {self.spec.name!r} output {name!r}: TensorRT computes shape "
+                              f"{tuple(shape)} but the record says {tuple(meta_shape)}; the meta does not describe "
+                              "this plan: rebuild the engine with trtpack.")
+        return torch.empty(shape, dtype=self.spec.outputs[index].dtype, device=self.device)
 
 _executor: Optional[Executor] = None
 _library: Optional[torch.library.Library] = None

@@ -79,6 +79,9 @@ class LoadedEngine:
 
     def context(self, stream_key):
         """The execution context of `stream_key` with the lock that makes one run (shapes, addresses, enqueue) atomic."""
+        found = self._contexts.get(stream_key)  # a dict read needs no lock: contexts are only ever added
+        if found is not None:
+            return found
         with self._contexts_lock:
             if stream_key not in self._contexts:
                 config = self._runtime_config()
@@ -90,12 +93,19 @@ class LoadedEngine:
                 self._contexts[stream_key] = (context, threading.Lock())
             return self._contexts[stream_key]
 
+    @property
+    def runtime_cache_saved(self) -> bool:
+        return self._cache_saved
+
     def save_runtime_cache(self, *, first_time_only=False):
         """Writes the kernels TensorRT-RTX compiled so far where the next process finds them (atomic replace)."""
         if first_time_only and self._cache_saved:
             return  # the per-call case: no lock
         with self._cache_lock:
-            if self._cache is None or self._cache_path is None or (first_time_only and self._cache_saved):
+            if self._cache is None or self._cache_path is None:
+                self._cache_saved = True  # nothing to save, ever: later calls return before the lock
+                return
+            if first_time_only and self._cache_saved:
                 return
             self._cache_saved = True
             data = bytes(memoryview(self._cache.serialize()))
