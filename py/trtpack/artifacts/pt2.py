@@ -125,6 +125,13 @@ def _load_checked(path: str, device=None):
 
 def package_device_type(path):
     """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata; None if not recorded."""
+    device = package_metadata(path).get("AOTI_DEVICE_KEY")
+    return device if isinstance(device, str) else None
+
+
+def package_metadata(path) -> dict:
+    """The package's AOTInductor metadata (string -> string: the device key, `trtpack.inputs`, `trtpack.outputs`),
+    read from the archive without loading its library; {} if it has none."""
     with zipfile.ZipFile(path) as archive:
         for name in archive.namelist():
             if "/data/aotinductor/" in name and name.endswith("_metadata.json"):
@@ -133,8 +140,8 @@ def package_device_type(path):
                 except ValueError as e:
                     raise FormatError(f"{path}: {name} is not valid JSON ({e}); the package is damaged") from e
                 if isinstance(meta, dict) and isinstance(meta.get("AOTI_DEVICE_KEY"), str):
-                    return meta["AOTI_DEVICE_KEY"]
-    return None
+                    return meta
+    return {}
 
 
 def input_specs(ep):
