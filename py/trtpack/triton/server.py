@@ -12,6 +12,7 @@ What it takes (measured; DESIGN.md "Decisions of the third wave"):
 NVML and DCGM warnings at start are expected on a machine without a GPU.
 """
 import contextlib
+import ctypes
 import hashlib
 import importlib.util
 import os
@@ -183,13 +184,19 @@ def running(repo: str, log: str, *, timeout: float = 120, extra=(), install: boo
                         extra=["--allow-metrics=false", *extra], install=install)
     with open(log, "w") as out:
         process = subprocess.Popen(argv, env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT,
-                                   stdin=subprocess.DEVNULL, start_new_session=True)
+                                   stdin=subprocess.DEVNULL, start_new_session=True, preexec_fn=_die_with_parent)
     server = Running(process, ports[0], ports[1], log)
     try:
         _wait_ready(server, timeout)
         yield server
     finally:
         stop(process)
+
+
+def _die_with_parent() -> None:
+    """In the child, before exec: SIGTERM when the process that started it dies, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
 
 
 def _wait_ready(server: Running, timeout: float) -> None:
