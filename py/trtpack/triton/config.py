@@ -1,7 +1,7 @@
 """A Triton model's `config.pbtxt` (text format of Triton's `inference.ModelConfig` message) from a model spec.
 
 Pure: no file is read or written here. The spec says what the artifact takes and returns; `batching()` decides
-whether Triton may batch requests, and `render()` writes the text. tests/triton parses the text with Triton's own
+whether Triton may batch requests, and `render()` writes the text. tests/serving parses the text with Triton's own
 `model_config_pb2.ModelConfig`, so every field written here is checked against the real schema.
 """
 import json
