@@ -22,30 +22,33 @@ from absl import app, flags
 
 import trtpack
 from bench import models
-from trtpack.triton import server, write_repository
+from trtpack.triton import model_spec, server, write_repository
 
 FLAGS = flags.FLAGS
 flags.DEFINE_float("weight_mb", 1.0, "fp32 weights of the served MLP, in MB")
 flags.DEFINE_list("batches", ["1", "16"], "batch sizes to measure (inside the compiled range 1..64)")
-flags.DEFINE_integer("requests", 300, "timed requests per row (after 20 warm-up requests)")
+flags.DEFINE_integer("requests", 300, "timed requests per row (after 10 warm-up requests per client)")
 flags.DEFINE_integer("clients", 8, "concurrent clients in the concurrent rows")
 flags.DEFINE_string("json", "triton_serving.json", "where to write the results")
 
 
 def summary(latencies: list, seconds: float) -> dict:
     ms = sorted(x * 1e3 for x in latencies)
-    return {"requests_per_s": len(ms) / seconds, "p50_ms": statistics.median(ms),
+    return {"requests_per_s": len(ms) / seconds, "mean_ms": statistics.fmean(ms), "p50_ms": statistics.median(ms),
             "p99_ms": ms[min(len(ms) - 1, int(round(0.99 * (len(ms) - 1))))], "requests": len(ms)}
 
 
 def timed_calls(call, count: int, clients: int = 1) -> dict:
-    """`count` calls split over `clients` threads (each with its own call()), after 20 untimed warm-up calls."""
-    for _ in range(20):
-        call()()
+    """`count` calls split over `clients` threads, each with its own call() (a client) warmed up by 10 untimed calls;
+    the clock starts when every thread is warm."""
     latencies, lock = [], threading.Lock()
+    ready = threading.Barrier(clients + 1)
 
     def worker(n):
         fn, mine = call(), []
+        for _ in range(10):
+            fn()
+        ready.wait()
         for _ in range(n):
             start = time.perf_counter()
             fn()
@@ -54,9 +57,10 @@ def timed_calls(call, count: int, clients: int = 1) -> dict:
             latencies.extend(mine)
 
     threads = [threading.Thread(target=worker, args=(count // clients,)) for _ in range(clients)]
-    start = time.perf_counter()
     for t in threads:
         t.start()
+    ready.wait()
+    start = time.perf_counter()
     for t in threads:
         t.join()
     return summary(latencies, time.perf_counter() - start)
@@ -69,7 +73,7 @@ def in_process(module, x: np.ndarray):
     return make
 
 
-def served(protocol: str, running, x: np.ndarray):
+def served(protocol: str, running, x: np.ndarray, name: str):
     import tritonclient.grpc as grpcclient
     import tritonclient.http as httpclient
 
@@ -77,7 +81,7 @@ def served(protocol: str, running, x: np.ndarray):
 
     def make():  # one client per thread: the HTTP client (gevent) deadlocks when threads share one
         client = lib.InferenceServerClient(running.http_url if protocol == "http" else running.grpc_url)
-        tensor = lib.InferInput("input", list(x.shape), "FP32")
+        tensor = lib.InferInput(name, list(x.shape), "FP32")
         tensor.set_data_from_numpy(x)
         return lambda: client.infer("mlp", [tensor]).as_numpy("output_0")
     return make
@@ -96,6 +100,7 @@ def run(weight_mb: float, batches: list, requests: int, clients: int) -> dict:
         module = trtpack.load(path)
     repo = os.path.join(folder, "repo")
     write_repository(path, repo, "mlp")
+    name = model_spec(path).inputs[0].name
     width = model[0].in_features
     rows = []
     with server.running(repo, os.path.join(folder, "server.log")) as running:
@@ -105,7 +110,7 @@ def run(weight_mb: float, batches: list, requests: int, clients: int) -> dict:
                 row = {"batch": batch, "clients": threads,
                        "in_process": timed_calls(in_process(module, x), requests, threads)}
                 for protocol in ("http", "grpc"):
-                    row[protocol] = timed_calls(served(protocol, running, x), requests, threads)
+                    row[protocol] = timed_calls(served(protocol, running, x, name), requests, threads)
                 rows.append(row)
                 print(_line(row), flush=True)
     return {"trtpack_version": trtpack.__version__, "torch_version": torch.__version__, "weight_mb": weight_mb,
