@@ -64,9 +64,9 @@ def choose_max_batch_size(spec_inputs: list, spec_outputs: list, symbols: dict, 
         if requested:
             raise TrtpackError(
                 f"trtpack: max_batch_size={requested} needs every input and output to start with one dynamic batch "
-                f"dim compiled from 1 (or 0) to a bounded max; this artifact's inputs are "
-                f"{_shapes(spec_inputs)}, outputs {_shapes(spec_outputs)}, ranges {names.ranges_text(symbols)}. Compile with "
-                "dynamic_shapes={0: torch.export.Dim('batch', min=1, max=N)} on every input, or leave "
+                f"dim compiled from 1 (or 0) to a bounded max; this artifact's inputs are {_shapes(spec_inputs)}, "
+                f"outputs {_shapes(spec_outputs)}, ranges {names.ranges_text(symbols)}. Compile with dynamic_shapes"
+                "={0: torch.export.Dim('batch', min=1, max=N)} on every input, or leave "
                 "max_batch_size unset (0: each request carries its whole shape).")
         return 0
     symbol, high = found
