@@ -22,7 +22,8 @@ def model_file(tmp_path, body: str) -> str:
 def test_no_command_prints_usage():
     code, out = run_cli()
     assert code == cli.EXIT_BAD_INPUT
-    assert "expected a command (export, inspect, run, extract, cache)" in out and "trtpack export MODEL.py" in out
+    assert "expected a command (export, inspect, run, extract, cache, triton, tritonserver)" in out
+    assert "trtpack export MODEL.py" in out and "trtpack triton ARTIFACT --repo DIR" in out
 
 
 def test_unknown_command():

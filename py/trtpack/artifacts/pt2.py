@@ -125,8 +125,14 @@ def _load_checked(path: str, device=None):
 
 
 def package_device_type(path):
-    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata (through the checked zip
-    reader); None if not recorded."""
+    """The device type ("cpu", "cuda", ...) a .pt2 was built for, read from its metadata; None if not recorded."""
+    device = package_metadata(path).get("AOTI_DEVICE_KEY")
+    return device if isinstance(device, str) else None
+
+
+def package_metadata(path) -> dict:
+    """The package's AOTInductor metadata (string -> string: the device key, `trtpack.inputs`, `trtpack.outputs`),
+    read through the checked zip reader without loading its library; {} if it has none."""
     fd, size = open_regular(path)
     try:
         for entry in zip_layout.read_layout(fd, size):
@@ -137,12 +143,12 @@ def package_device_type(path):
                 except ValueError as e:
                     raise FormatError(f"{path}: {entry.name} is not valid JSON ({e}); the package is damaged") from e
                 if isinstance(meta, dict) and isinstance(meta.get("AOTI_DEVICE_KEY"), str):
-                    return meta["AOTI_DEVICE_KEY"]
+                    return meta
     except zip_layout.LayoutError as e:
         raise _not_trtpack_package(path, e) from None
     finally:
         os.close(fd)
-    return None
+    return {}
 
 
 def _not_trtpack_package(path: str, error: zip_layout.LayoutError) -> FormatError:

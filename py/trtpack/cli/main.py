@@ -1,4 +1,4 @@
-"""trtpack command line: export | inspect | run | extract | cache.
+"""trtpack command line: export | inspect | run | extract | cache | triton | tritonserver.
 
   trtpack export MODEL.py [--out DIR] [--formats ep,pt2,engine] [--[no]fallback] [--targets sm86,sm89]
                           [--min_block_size N] [--[no]verify] [--nocache]
@@ -7,6 +7,10 @@
   trtpack extract FILE --engine NAME -o OUT.engine
   trtpack cache info|clear              the program and engine caches ($TRTPACK_CACHE_DIR/programs and /engines,
                                         default ~/.cache/trtpack)
+  trtpack triton ARTIFACT --repo DIR [--name NAME] [--version N] [--max_batch_size N] [--instances N]
+                          [--kind auto|cpu|gpu] [--trust_native_code]     write a Triton model repository
+  trtpack tritonserver DIR [--http_port N] [--grpc_port N] [--metrics_port N] [--print_command] [-- SERVER_ARGS]
+                                        start the real tritonserver on DIR (installs it the first time)
 
 Every command takes every format (.ep, .pt2, .engine), read from the file's bytes, not its name.
 Exit codes: 0 ok; 1 other trtpack error; 2 bad input (usage, model file, unreadable or untrusted artifact);
@@ -20,8 +24,10 @@ import warnings
 
 from absl import app, flags
 
+from trtpack.cli import triton_command  # noqa: F401  (defines the triton commands' flags)
+
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_UNSUPPORTED, EXIT_MISMATCH, EXIT_INCOMPATIBLE = range(6)
-COMMANDS = ("export", "inspect", "run", "extract", "cache")
+COMMANDS = ("export", "inspect", "run", "extract", "cache", "triton", "tritonserver")
 
 flags.DEFINE_string("out", None, "export: output folder (default out/<model>); extract: the .engine to write",
                     short_name="o")
@@ -36,7 +42,8 @@ flags.DEFINE_boolean("json", False, "inspect: print JSON")
 flags.DEFINE_string("inputs", None, "run: safetensors file with inputs in.0, in.1, ... (default: random)")
 flags.DEFINE_integer("iterations", 20, "run: timed iterations")
 flags.DEFINE_string("engine", None, "extract: name of the engine to extract")
-flags.DEFINE_boolean("trust_native_code", False, "run: allow an AOTInductor package (.pt2) to load its compiled library")
+flags.DEFINE_boolean("trust_native_code", False,
+                     "run, triton: allow an AOTInductor package (.pt2) to load its compiled library")
 FLAGS = flags.FLAGS
 
 
@@ -72,7 +79,11 @@ def main_with_args(argv) -> int:
     command, rest = argv[1], [_resolve(a) for a in argv[2:]]
     if command == "cache":
         return _cache(argv[2:])
-    if len(rest) != 1:
+    if command == "tritonserver" and rest:
+        rest = rest[:1] + list(argv[3:])  # tritonserver's own arguments (after --) are not paths of ours
+    elif command == "triton" and not FLAGS.repo:
+        return _usage("triton needs --repo DIR, the model repository to write into")
+    if len(rest) != 1 and not (command == "tritonserver" and rest):
         return _usage(f"{command} takes exactly one file, got {len(rest)}: {rest}")
     import trtpack
     from trtpack.cli import artifact_commands
@@ -87,6 +98,12 @@ def main_with_args(argv) -> int:
         if command == "inspect":
             info = trtpack.inspect(rest[0])
             print(json.dumps(info, indent=2) if FLAGS.json else artifact_commands.format_inspect(info))
+            return EXIT_OK
+        if command == "triton":
+            triton_command.write(rest[0], _resolve(FLAGS.repo))
+            return EXIT_OK
+        if command == "tritonserver":
+            triton_command.serve(rest[0], rest[1:])
             return EXIT_OK
         if command == "run":
             artifact_commands.run(rest[0], inputs=_resolve(FLAGS.inputs) if FLAGS.inputs else None,
