@@ -80,6 +80,7 @@ class Executor:
         self._modules: Dict[str, object] = {}
         self._engines: Dict[tuple, LoadedEngine] = {}
         self._verdicts: Dict[tuple, dict] = {}
+        self._checked: Dict[tuple, list] = {}  # (meta, input shapes and dtypes) -> output shapes
 
     # -- which TensorRT ------------------------------------------------------------------------------------------
     def backend_module(self, backend: str):
@@ -139,6 +140,17 @@ class Executor:
             except OSError as e:
                 warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {loaded.name!r}: {e}")
 
+    @staticmethod
+    def _check_inputs(spec: shapes.EngineSpec, inputs: List[torch.Tensor]):
+        """The output shapes the record's dims give for these inputs, after checking their count, ranks and dtypes."""
+        expected = shapes.output_shapes(spec, inputs)  # also checks input count and ranks
+        for x, ts in zip(inputs, spec.inputs):
+            if x.dtype != ts.dtype:
+                raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
+                                 f"{dtype_name(ts.dtype)} but is {dtype_name(x.dtype)}; "
+                                 "convert it (TensorRT-RTX networks are strongly typed).")
+        return expected
+
     # -- the two kernels -----------------------------------------------------------------------------------------
     def verdict(self, plan: torch.Tensor, meta: str, device: torch.device) -> dict:
         """{"usable", "reason"} for this plan on `device`, computed once (then logged once if unusable)."""
@@ -168,12 +180,13 @@ class Executor:
     def execute_engine(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> List[torch.Tensor]:
         spec = shapes.engine_spec(meta)
         device = inputs[0].device if len(inputs) == 1 else _device_of(inputs, plan)
-        expected = shapes.output_shapes(spec, inputs)  # also checks input count and ranks
-        for x, ts in zip(inputs, spec.inputs):
-            if x.dtype != ts.dtype:
-                raise IncompatibleEngineError(f"trtpack: engine {spec.name!r} input {ts.name!r} must be "
-                                 f"{dtype_name(ts.dtype)} but is {dtype_name(x.dtype)}; "
-                                 "convert it (TensorRT-RTX networks are strongly typed).")
+        signature = (meta, tuple((x.shape, x.dtype) for x in inputs))
+        expected = self._checked.get(signature)  # inputs of this shape and dtype were checked before
+        if expected is None:
+            expected = self._check_inputs(spec, inputs)
+            if len(self._checked) >= 4096:
+                self._checked.clear()
+            self._checked[signature] = expected
         loaded = self.engine(plan, spec, device)
         stream_key, stream_handle = self._current_stream(device)
         context, context_lock = loaded.context(stream_key)
