@@ -2,6 +2,7 @@
 versions differ. (The installed wheel under other CPythons and torches: test_user_env.py, run by run.sh.)"""
 import json
 import os
+import shutil
 import subprocess
 import sys
 import warnings
@@ -126,3 +127,16 @@ def test_a_hugging_face_model_imports_in_the_project_venv():
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert proc.stdout.strip().splitlines()[-1] == "True"
 
+
+
+def test_a_runtime_library_others_can_write_is_never_loaded(tmp_path):
+    folder = tmp_path / "runtime"
+    folder.mkdir()
+    library = folder / "libtorchtrt_runtime.so"
+    shutil.copy(registration.active().library, library)
+    os.chmod(library, 0o666)  # anyone could have replaced it: it must not run at import
+    code, out, err = _in_fresh_process(REPORT, TRTPACK_RUNTIME_LIBRARY=str(library))
+    assert code == 0, err
+    got = json.loads(out[-1])
+    assert got["library"] != str(library)
+    assert any("is writable by its group or others" in w for w in got["warnings"]), got["warnings"]

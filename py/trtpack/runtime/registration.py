@@ -101,6 +101,10 @@ def register() -> Registration:
                 if path == os.environ.get("TRTPACK_RUNTIME_LIBRARY"):
                     refused.append(f"{path} does not exist")
                 continue
+            unsafe = _writable_by_others(path)
+            if unsafe:
+                refused.append(f"{path} is not loaded: {unsafe}")
+                continue
             version = built_for(path)
             if version is None or release(version) != release(torch.__version__):
                 refused.append(f"{path} was built for torch {version or 'an unrecorded version'}")
@@ -122,6 +126,18 @@ def register() -> Registration:
                       f"{torch.__version__}); the trtpack:: ops come from "
                       f"{_active.library or 'Python (a .pt2 package needs a library built for this torch)'}.")
     return _active
+
+
+def _writable_by_others(path: str) -> str:
+    """Why a library someone else could have changed must not be loaded ('' when it is ours alone): it runs at import.
+    The file and its folder must belong to this user (or root) and be writable by no one else."""
+    for where in (path, os.path.dirname(os.path.abspath(path))):
+        info = os.stat(where)
+        if info.st_uid not in (os.getuid(), 0):
+            return f"{where} belongs to another user"
+        if info.st_mode & 0o022:
+            return f"{where} is writable by its group or others (chmod go-w it)"
+    return ""
 
 
 def active() -> Registration:
