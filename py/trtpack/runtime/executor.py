@@ -42,10 +42,14 @@ def _cuda_stream(device: torch.device) -> Tuple[int, int]:
     return handle, handle
 
 
+_NO_GUARD = contextlib.nullcontext()
+
+
 def _cuda_device_guard(device: torch.device):
-    """torch.cuda.device(device), skipped when it is already current (an engine call's hot path)."""
-    if device.index is None or device.index == torch.cuda.current_device():
-        return contextlib.nullcontext()
+    """torch.cuda.device(device), skipped when it is already current (an engine call's hot path: CUDA is initialised
+    by then, so the current device is read straight from torch's binding)."""
+    if device.index is None or device.index == torch._C._cuda_getDevice():
+        return _NO_GUARD
     return torch.cuda.device(device)
 
 
