@@ -184,3 +184,17 @@ def verify(onnx_bytes: bytes, region: torch.nn.Module, example_inputs, name: str
                 f"error {float(difference.max()):.3g} > atol {atol} + rtol {rtol}*|x|. Compile without this region "
                 "(raise min_block_size) or report the op mix in the region.")
     return Verification(worst_abs, worst_rel)
+
+
+def fx_node_name(onnx_bytes: bytes, index: int):
+    """The FX node (of the region) the exporter translated into the ONNX graph's node `index`, from the metadata the
+    exporter keeps on each ONNX node (`pkg.torch.onnx.fx_node`: "%name : ..."); None when it says none."""
+    import onnx
+
+    nodes = onnx.load_from_string(onnx_bytes).graph.node
+    if index is None or not 0 <= index < len(nodes):
+        return None
+    for prop in nodes[index].metadata_props:
+        if prop.key == "pkg.torch.onnx.fx_node" and prop.value.startswith("%"):
+            return prop.value[1:].split(" ", 1)[0]
+    return None
