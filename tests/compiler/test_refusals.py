@@ -64,6 +64,22 @@ def test_a_real_parser_refusal_keeps_only_the_einsum_in_pytorch(tmp_path):
     torch.testing.assert_close(loaded(x), model(x))
 
 
+def test_a_real_refusal_with_a_dynamic_batch_through_the_reexport(monkeypatch):
+    from trtpack.compiler import assemble
+
+    monkeypatch.setattr(assemble, "lowered_program", lambda *args, **kwargs: None)
+    model = UpperCaseEinsum().eval()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = trtpack.compile(model, (torch.randn(4, 8),), dynamic_shapes=({0: torch.export.Dim("b", max=16)},),
+                                 targets=TARGETS, cache=False, fallback=True, min_block_size=1)
+    summary = module.meta["trtpack_summary"]
+    assert [r["node"] for r in summary["refused_by_tensorrt"]] == ["einsum"] and len(summary["regions"]) == 2
+    for batch in (1, 9, 16):
+        x = torch.randn(batch, 8)
+        torch.testing.assert_close(module(x), model(x))
+
+
 @pytest.fixture
 def fake_rtx(monkeypatch):
     def install(**kwargs):
