@@ -11,8 +11,8 @@ from dataclasses import dataclass
 import torch
 from torch.utils import _pytree as pytree
 
-from trtpack.compiler import (assemble, build, decomposition, onnx_export, partition as partitioning, program_cache,
-                              reexport)
+from trtpack.compiler import (assemble, build, decomposition, fold, onnx_export, partition as partitioning,
+                              program_cache, reexport)
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
@@ -41,6 +41,7 @@ class Prepared:
     parts: partitioning.Partitioning
     symbols: SymbolTable
     region_inputs: dict   # region name -> example tensors; only with verify (it runs the model eagerly)
+    folded: fold.Folded   # what constant folding computed at compile time (compile only)
 
 
 def export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress) -> torch.export.ExportedProgram:
@@ -49,16 +50,20 @@ def export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress) -> torch.e
         return export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes, decompose=False)
 
 
-def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify) -> Prepared:
+def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify, fold_constants=False) -> Prepared:
     with progress.stage("decompose"):
         program = decomposition.decompose(program)
-    with progress.stage("partition"):
         gm = program.module()
+    folded = fold.Folded()
+    if fold_constants:
+        with progress.stage("fold"):
+            folded = fold.fold(gm)
+    with progress.stage("partition"):
         parts = partitioning.partition(gm, min_block_size)
         flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
         symbols = SymbolTable(program, flat_inputs)
         region_inputs = example_region_inputs(gm, flat_inputs, parts.regions) if verify else {}
-    return Prepared(program, gm, parts, symbols, region_inputs)
+    return Prepared(program, gm, parts, symbols, region_inputs, folded)
 
 
 def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, targets=None, min_block_size=5,
@@ -112,7 +117,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
             return graphs.attach(_from_program_cache(hit, progress.seconds["export"], key_seconds, started),
                                  cuda_graphs)
 
-    prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify)
+    prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify, fold_constants=True)
     parts, symbols = prepared.parts, prepared.symbols
 
     engines, left_out, refused = {}, [vars(item) for item in parts.left_out], []
@@ -164,9 +169,10 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     input_check.install(lowered)
     error_translation.translate_errors(lowered, ranges)
     summary = _summary(parts, engines, left_out, refused, chosen, targets, fallback, min_block_size, {
-        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "partition", "lower")},
+        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "fold", "partition", "lower")},
         "program_cache": key_seconds})
     summary["program_cache"] = "miss" if program_key else "off"
+    summary["folded"] = prepared.folded.summary()  # subgraphs of weights and static sizes computed once, here
     if program_key:
         start = time.perf_counter()
         program_cache.put(program_key, reexported, summary, ranges)
