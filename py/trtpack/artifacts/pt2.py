@@ -62,8 +62,8 @@ def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_in
         raise TrtpackError(f"cannot package a {type(exported_program_or_graph_module).__name__}: give a "
                            "torch.export.ExportedProgram or an nn.Module")
     ep = program_to_save(exported_program_or_graph_module, arg_inputs, kwarg_inputs, dynamic_shapes)
-    ep = with_example_inputs(ep)  # a program read back from an .ep has none; AOTInductor needs them
     _check_device_available([n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"])
+    ep = with_example_inputs(ep)  # a program read back from an .ep has none; AOTInductor needs them
 
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))
