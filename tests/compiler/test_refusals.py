@@ -128,3 +128,13 @@ def test_a_piece_too_short_after_a_refusal_says_so_apart_from_the_refusal(fake_r
     short = [item for item in summary["left_in_pytorch"] if item not in summary["refused_by_tensorrt"]]
     assert [(item["op"], "fewer than min_block_size=3 (after TensorRT refused a node of trt_region_0)" in
              item["reason"]) for item in short] == [("aten.linear.default", True), ("aten.tanh.default", True)]
+
+
+def test_a_refusal_pinned_on_an_input_is_not_blamed_on_it_but_bisected(fake_rtx, monkeypatch):
+    from trtpack.compiler import onnx_export
+
+    fake_rtx(refuse_at_parse=("Sigmoid",))
+    monkeypatch.setattr(onnx_export, "fx_node_name", lambda data, index: "x")  # the region's input, not an op
+    summary = compile_quiet(Chain().eval(), min_block_size=1).meta["trtpack_summary"]
+    assert [(r["node"], r["stage"]) for r in summary["refused_by_tensorrt"]] == [("sigmoid", "parse")]
+    assert len(summary["regions"]) == 2

@@ -290,7 +290,8 @@ def split_region(gm: GraphModule, name: str, refused: dict, min_block_size: int)
         count = sum(support.is_compute_node(n) for n in piece)
         result.left_out += [LeftOut(n.name, op_name(n), f"in a block of {count} convertible ops, fewer than "
                                     f"min_block_size={min_block_size} (after TensorRT refused a node of {name})",
-                                    source_location(n)) for n in piece if support.is_compute_node(n)]
+                                    source_location(n)) for n in sorted(piece, key=order.get)
+                           if support.is_compute_node(n)]
     for piece in kept:
         _make_self_contained(gm, piece)
     prefix = f"{name}_"

@@ -12,7 +12,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from trtpack.compiler import (assemble, build, decomposition, fold, onnx_export, partition as partitioning,
-                              program_cache, reexport)
+                              program_cache, reexport, support)
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
@@ -188,7 +188,9 @@ def _without_refused(prepared, name, error, symbols, backend, targets, min_block
     when no node of the region can be blamed."""
     region = getattr(prepared.gm, name)
     named = {node.name: node for node in region.graph.nodes}
-    blamed = {node: reason for node, reason in error.fx_nodes if node in named}
+    # only an op can be left out (a refusal pinned on an input or a weight would change nothing and come back)
+    blamed = {node: reason for node, reason in error.fx_nodes
+              if node in named and support.is_compute_node(named[node])}
     if not blamed:
         with progress.stage(f"{name}: finding the node TensorRT refuses"):
             try:
