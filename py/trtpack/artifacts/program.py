@@ -1,10 +1,12 @@
 """What every format shares: the engines inside a program, the one type `load` returns, and the program `save` writes."""
+import copy
 import functools
 import warnings
 from dataclasses import dataclass
 from typing import Optional
 
 import torch
+from torch.utils import _pytree as pytree
 
 from trtpack import _native, error_translation, machine, names, record
 from trtpack.errors import FormatError, TrtpackError
@@ -123,8 +125,11 @@ def program_to_save(module, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=N
     if recorded is not None and dynamic_shapes is None:
         return recorded  # example inputs alone are no reason to re-export: the compiled ranges stay
     if isinstance(module, LoadedProgram):
+        held = {"aot_inductor": "an AOTInductor package (.pt2) holds compiled code, not a program",
+                "engine": "an .engine file holds one plan and its record, not a program"}.get(module.format, "")
         raise TrtpackError(f"trtpack: this program was loaded from a {module.format} artifact, which cannot be "
-                           "exported again; save the .ep it came from, or compile the model again.")
+                           f"exported again ({held or 'it holds no program'}); save the .ep it came from, or compile "
+                           "the model again.")
     if arg_inputs is None and kwarg_inputs is None:
         raise TrtpackError("trtpack: save() needs arg_inputs (and dynamic_shapes) to export a module that "
                            "trtpack.compile did not return. Pass the example inputs you compiled with.")
@@ -134,6 +139,52 @@ def program_to_save(module, arg_inputs=None, kwarg_inputs=None, dynamic_shapes=N
     if recorded is not None:
         _warn_narrowed(input_dim_ranges(recorded), input_dim_ranges(program))
     return program
+
+
+def with_example_inputs(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """`program`, or a shallow copy of it with example inputs where it has none (a program read back from an .ep:
+    the program cache's, a LoadedProgram's), which AOTInductor requires. They are rebuilt from the user inputs'
+    recorded values: dtype and device, each dim at its size hint (the compile's example size, the engines' profile
+    opt) or else its range's lower end, zeros (valid as indices too); non-tensor inputs as recorded."""
+    if program.example_inputs is not None:
+        return program
+    ranges = program.range_constraints
+    flat = []
+    for node in user_input_nodes(program):
+        value = node.meta.get("val")
+        if isinstance(value, torch.Tensor):
+            flat.append(torch.zeros([_example_size(d, ranges) for d in value.shape], dtype=value.dtype,
+                                    device=value.device))
+        elif isinstance(value, torch.SymInt):
+            flat.append(_example_size(value, ranges))
+        else:
+            flat.append(value)
+    in_spec = program.call_spec.in_spec
+    if in_spec is None or in_spec.num_leaves != len(flat):
+        raise TrtpackError(f"trtpack: cannot rebuild example inputs for this program ({len(flat)} recorded inputs, "
+                           "its input structure says otherwise); save it as .ep, or compile the model again and save "
+                           "that.")
+    args, kwargs = pytree.tree_unflatten(flat, in_spec)
+    program = copy.copy(program)
+    program._example_inputs = (tuple(args), dict(kwargs))
+    return program
+
+
+def _example_size(size, ranges) -> int:
+    if not isinstance(size, torch.SymInt):
+        return int(size)
+    node = size.node
+    try:
+        if node.has_hint():
+            return int(node.hint)
+    except Exception:  # noqa: BLE001  (torch versions differ in how a hint is read; the range below always works)
+        pass
+    expr = node.expr
+    values = {}
+    for symbol in expr.free_symbols:
+        bounds = ranges.get(symbol)
+        values[symbol] = int(bounds.lower) if bounds is not None and bounds.lower.is_finite else 2
+    return int(expr.subs(values))
 
 
 def input_dim_ranges(program: torch.export.ExportedProgram) -> dict:

@@ -18,7 +18,8 @@ from trtpack.runtime import registration  # importing trtpack.runtime defines to
 from trtpack.artifacts import atomic, manifest, pytree_types, zip_layout
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import (Engine, LoadedProgram, describe_program, program_to_save, structure_names,
-                                       tensor_spec, user_input_nodes, warn_unusable, warn_version_skew)
+                                       tensor_spec, user_input_nodes, warn_unusable, warn_version_skew,
+                                       with_example_inputs)
 from trtpack.errors import FormatError, IncompatibleEngineError, TrtpackError
 
 # Package metadata key holding the flattened input specs; //tools:run_pt2 checks inputs against it.
@@ -62,6 +63,7 @@ def package(exported_program_or_graph_module, path, *, arg_inputs=None, kwarg_in
                            "torch.export.ExportedProgram or an nn.Module")
     ep = program_to_save(exported_program_or_graph_module, arg_inputs, kwarg_inputs, dynamic_shapes)
     _check_device_available([n.meta.get("val") for n in ep.graph.nodes if n.op == "placeholder"])
+    ep = with_example_inputs(ep)  # a program read back from an .ep has none; AOTInductor needs them
 
     path = os.fspath(path)
     parent = os.path.dirname(os.path.abspath(path))

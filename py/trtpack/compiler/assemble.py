@@ -21,6 +21,7 @@ from torch.export.graph_signature import (ExportGraphSignature, InputKind, Input
                                           TensorArgument)
 from torch.utils._sympy.value_ranges import ValueRanges
 
+from trtpack.compiler import identifiers
 from trtpack.compiler.reexport import has_derived_dim
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ class _Assembly:
     def build(self, symbols, example_inputs) -> torch.export.ExportedProgram:
         specs, state, constants = [], {}, {}
         for fqn, (kind, value, fake) in sorted(self._state().items(), key=lambda item: _KIND_ORDER[item[1][0]]):
-            node = self.graph.placeholder(_PREFIX[kind] + fqn.replace(".", "_"))
+            node = identifiers.placeholder(self.graph, _PREFIX[kind] + fqn.replace(".", "_"))
             node.meta["val"] = fake
             self.lifted[fqn] = node
             persistent = (fqn not in self.non_persistent) if kind == InputKind.BUFFER else None
@@ -118,7 +119,7 @@ class _Assembly:
         if len(inputs) != len(names) or not all(isinstance(n.meta.get("val"), torch.Tensor) for n in inputs):
             raise _NotCovered("non-tensor inputs")
         for node, name in zip(inputs, names):
-            self.env[node] = self.graph.placeholder(name)
+            self.env[node] = identifiers.placeholder(self.graph, name)
             self.env[node].meta = dict(node.meta)
             specs.append(InputSpec(InputKind.USER_INPUT, TensorArgument(self.env[node].name), None))
 
@@ -217,7 +218,7 @@ def _weight_nodes(module: torch.fx.GraphModule, unique: bool = True) -> list:
 def _placeholders(graph, operands) -> list:
     found = []
     for operand in operands:
-        found.append(graph.placeholder(operand.name))
+        found.append(identifiers.placeholder(graph, operand.name))
         found[-1].meta["val"] = operand.meta["val"]
     return found
 

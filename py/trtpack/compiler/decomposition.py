@@ -9,6 +9,7 @@ import operator
 
 import torch
 
+from trtpack.compiler import identifiers
 from trtpack.compiler.onnx_export import onnx_registry
 from trtpack.errors import UnsupportedGraphError
 
@@ -98,7 +99,9 @@ def _decompose_with_views_as_reshapes(program: torch.export.ExportedProgram):
 def decompose(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
     """program.run_decompositions(table()); a failure inside torch raises UnsupportedGraphError. A view that fails
     only because of the strides a decomposition produced is retried once as a reshape
-    (_decompose_with_views_as_reshapes)."""
+    (_decompose_with_views_as_reshapes). State named with what generated code cannot use (`block1-0`, `class`) is
+    renamed first (identifiers.with_safe_state_names): torch's own code generation would fail on it."""
+    program = identifiers.with_safe_state_names(program)
     try:
         return program.run_decompositions(table())
     except Exception as error:  # torch raises ValueError, RuntimeError, TorchRuntimeError...: all mean the same here

@@ -15,6 +15,7 @@ from torch.export.graph_signature import (ExportGraphSignature, InputKind, Input
                                           TensorArgument)
 from torch.utils import _pytree as pytree
 
+from trtpack.compiler import identifiers
 from trtpack.errors import UnsupportedGraphError
 
 # Largest allowed |onnxruntime - torch| is atol + rtol * |torch|, per output dtype.
@@ -38,7 +39,7 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
             env[node] = lifted_targets[node.target]
             continue
         value = operator.attrgetter(node.target)(region)
-        lifted = graph.placeholder("w_" + node.target.replace(".", "_"))
+        lifted = identifiers.placeholder(graph, "w_" + node.target.replace(".", "_"))
         lifted.meta = dict(node.meta)
         if isinstance(value, torch.nn.Parameter):
             kind, persistent = InputKind.PARAMETER, None
@@ -52,7 +53,7 @@ def region_program(region: torch.fx.GraphModule, range_constraints) -> torch.exp
         specs.append(InputSpec(kind, TensorArgument(lifted.name), node.target, persistent=persistent))
         env[node] = lifted_targets[node.target] = lifted
     for node in (n for n in nodes if n.op == "placeholder"):
-        env[node] = graph.placeholder(node.name)
+        env[node] = identifiers.placeholder(graph, node.name)
         env[node].meta = dict(node.meta)
         specs.append(InputSpec(InputKind.USER_INPUT, TensorArgument(env[node].name), None))
     for node in nodes:
@@ -183,3 +184,17 @@ def verify(onnx_bytes: bytes, region: torch.nn.Module, example_inputs, name: str
                 f"error {float(difference.max()):.3g} > atol {atol} + rtol {rtol}*|x|. Compile without this region "
                 "(raise min_block_size) or report the op mix in the region.")
     return Verification(worst_abs, worst_rel)
+
+
+def fx_node_name(onnx_bytes: bytes, index: int):
+    """The FX node (of the region) the exporter translated into the ONNX graph's node `index`, from the metadata the
+    exporter keeps on each ONNX node (`pkg.torch.onnx.fx_node`: "%name : ..."); None when it says none."""
+    import onnx
+
+    nodes = onnx.load_from_string(onnx_bytes).graph.node
+    if index is None or not 0 <= index < len(nodes):
+        return None
+    for prop in nodes[index].metadata_props:
+        if prop.key == "pkg.torch.onnx.fx_node" and prop.value.startswith("%"):
+            return prop.value[1:].split(" ", 1)[0]
+    return None

@@ -38,6 +38,7 @@ class Partitioning:
     region_ops: dict = field(default_factory=dict)       # name -> {op name: count}
     left_out: list = field(default_factory=list)         # [LeftOut]
     splits: list = field(default_factory=list)           # [LeftOut] PyTorch ops that sit between two regions
+    refused: list = field(default_factory=list)          # split_region's caller: the nodes TensorRT refused
 
 
 def source_location(node: Node) -> str:
@@ -226,6 +227,81 @@ def partition(gm: GraphModule, min_block_size: int) -> Partitioning:
     if kept:
         fuse_by_partitions(gm, [dict.fromkeys(sorted(piece, key=lambda n: order.get(n, -1))) for piece in kept],
                            REGION_PREFIX)
+    gm.graph.lint()
+    gm.recompile()
+    return result
+
+
+def _inline(gm: GraphModule, name: str) -> dict:
+    """Puts region `name`'s nodes back into `gm` where it was called; its weights stay on the region module, read
+    through `name.<target>`. Returns {the region's node name: its copy in gm}."""
+    region = getattr(gm, name)
+    call = next(n for n in gm.graph.nodes if n.op == "call_module" and n.target == name)
+    env = dict(zip([n for n in region.graph.nodes if n.op == "placeholder"], call.args))
+    copies = {}
+    with gm.graph.inserting_before(call):
+        for node in region.graph.nodes:
+            if node.op == "placeholder":
+                continue
+            if node.op == "output":
+                results = node.args[0]
+                break
+            if node.op == "get_attr":
+                env[node] = gm.graph.get_attr(f"{name}.{node.target}")
+                env[node].meta = dict(node.meta)
+            else:
+                env[node] = gm.graph.node_copy(node, lambda arg: env[arg])
+            copies[node.name] = env[node]
+    if isinstance(results, (tuple, list)):
+        for user in list(call.users):  # getitem(call, i)
+            user.replace_all_uses_with(env[results[user.args[1]]])
+            gm.graph.erase_node(user)
+    else:
+        call.replace_all_uses_with(env[results])
+    gm.graph.erase_node(call)
+    return copies
+
+
+def split_region(gm: GraphModule, name: str, refused: dict, min_block_size: int) -> Partitioning:
+    """Region `name` without the nodes TensorRT refused ({region node name: reason}): the region is put back into
+    `gm`, the refused nodes stay in PyTorch, and the rest is partitioned again (the support table, connected pieces,
+    min_block_size, as `partition` does) into regions `<name>_<i>`. Returns the new regions, their ops, and what
+    else is left out (pieces now too short)."""
+    copies = _inline(gm, name)
+    inlined = set(copies.values())
+    refused_nodes = {copies[n] for n in refused if n in copies}
+    table = _TableSupport()
+
+    class Remaining(OperatorSupportBase):
+        def is_node_supported(self, submodules, node: Node) -> bool:
+            return node in inlined and node not in refused_nodes and table.is_node_supported(submodules, node)
+
+    proposed = CapabilityBasedPartitioner(gm, Remaining(), allows_single_node_partition=True).propose_partitions()
+    order = {node: i for i, node in enumerate(gm.graph.nodes)}
+    pieces = sorted((piece for p in proposed for piece in _connected_pieces(set(p.nodes))),
+                    key=lambda piece: min(order[n] for n in piece))
+    kept, small = [], []
+    for piece in pieces:
+        (kept if sum(support.is_compute_node(n) for n in piece) >= max(min_block_size, 1) else small).append(piece)
+    small = _join_short_blocks(kept, small)
+    kept.sort(key=lambda piece: min(order[n] for n in piece))
+    result = Partitioning(module=gm)
+    for piece in small:
+        count = sum(support.is_compute_node(n) for n in piece)
+        result.left_out += [LeftOut(n.name, op_name(n), f"in a block of {count} convertible ops, fewer than "
+                                    f"min_block_size={min_block_size} (after TensorRT refused a node of {name})",
+                                    source_location(n)) for n in sorted(piece, key=order.get)
+                           if support.is_compute_node(n)]
+    for piece in kept:
+        _make_self_contained(gm, piece)
+    prefix = f"{name}_"
+    for i, piece in enumerate(kept):
+        result.regions.append(f"{prefix}{i}")
+        counts = collections.Counter(op_name(n) for n in piece if support.is_compute_node(n))
+        result.region_ops[result.regions[-1]] = dict(sorted(counts.items()))
+    if kept:
+        fuse_by_partitions(gm, [dict.fromkeys(sorted(piece, key=lambda n: order.get(n, -1))) for piece in kept],
+                           prefix)
     gm.graph.lint()
     gm.recompile()
     return result

@@ -11,18 +11,23 @@ from dataclasses import dataclass
 import torch
 from torch.utils import _pytree as pytree
 
-from trtpack.compiler import assemble, decomposition, onnx_export, partition as partitioning, program_cache, reexport
+from trtpack.compiler import (assemble, build, decomposition, fold, onnx_export, partition as partitioning,
+                              program_cache, reexport, support)
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
 from trtpack.runtime import branches, cuda_graphs as graphs, input_check
 from trtpack.runtime.executor import test_double
-from trtpack.compiler.region import RegionEngine, compile_region, example_region_inputs
+from trtpack.compiler.region import RegionEngine, bisect_refusal, compile_region, example_region_inputs
 from trtpack.compiler.symbolic import SymbolTable
 from trtpack import error_translation
 from trtpack.errors import IncompatibleEngineError, UnsupportedGraphError
 
 log = logging.getLogger("trtpack.compiler")
+
+# Refused nodes looked for per compile; beyond that a refused region stays in PyTorch whole (each costs an ONNX
+# export and a build, bisection about log2(ops) of them).
+MAX_REFUSALS = 16
 
 __all__ = ["compile", "convert_exported_program_to_trt_engine", "build_single_engine"]
 
@@ -36,6 +41,7 @@ class Prepared:
     parts: partitioning.Partitioning
     symbols: SymbolTable
     region_inputs: dict   # region name -> example tensors; only with verify (it runs the model eagerly)
+    folded: fold.Folded   # what constant folding computed at compile time (compile only)
 
 
 def export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress) -> torch.export.ExportedProgram:
@@ -44,16 +50,20 @@ def export(model, arg_inputs, kwarg_inputs, dynamic_shapes, progress) -> torch.e
         return export_program(model, arg_inputs, kwarg_inputs, dynamic_shapes=dynamic_shapes, decompose=False)
 
 
-def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify) -> Prepared:
+def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify, fold_constants=False) -> Prepared:
     with progress.stage("decompose"):
         program = decomposition.decompose(program)
-    with progress.stage("partition"):
         gm = program.module()
+    folded = fold.Folded()
+    if fold_constants:
+        with progress.stage("fold"):
+            folded = fold.fold(gm)
+    with progress.stage("partition"):
         parts = partitioning.partition(gm, min_block_size)
         flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
         symbols = SymbolTable(program, flat_inputs)
         region_inputs = example_region_inputs(gm, flat_inputs, parts.regions) if verify else {}
-    return Prepared(program, gm, parts, symbols, region_inputs)
+    return Prepared(program, gm, parts, symbols, region_inputs, folded)
 
 
 def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, targets=None, min_block_size=5,
@@ -107,11 +117,13 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
             return graphs.attach(_from_program_cache(hit, progress.seconds["export"], key_seconds, started),
                                  cuda_graphs)
 
-    prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify)
+    prepared = prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify, fold_constants=True)
     parts, symbols = prepared.parts, prepared.symbols
 
-    engines, left_out = {}, [vars(item) for item in parts.left_out]
-    for name in parts.regions:
+    engines, left_out, refused = {}, [vars(item) for item in parts.left_out], []
+    queue = list(parts.regions)
+    while queue:
+        name = queue.pop(0)
         try:
             with progress.stage(f"{name} ({sum(parts.region_ops[name].values())} ops)"):
                 engines[name] = compile_region(
@@ -120,6 +132,22 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
                     progress=progress.step)
         except onnx_export.VerificationError:
             raise
+        except build.RefusedByTensorRT as error:
+            if len(refused) < MAX_REFUSALS:
+                pieces = _without_refused(prepared, name, error, symbols, chosen, targets, min_block_size, progress)
+                if pieces is not None:
+                    refused += pieces.refused
+                    left_out += pieces.refused + [vars(item) for item in pieces.left_out]
+                    parts.region_ops.update(pieces.region_ops)
+                    queue[:0] = pieces.regions
+                    if verify:
+                        prepared.region_inputs.update(example_region_inputs(
+                            prepared.gm, pytree.tree_leaves((arg_inputs, kwarg_inputs)), pieces.regions))
+                    continue
+            log.warning("%s stays in PyTorch: %s", name, error)
+            left_out += [{"node": name, "op": op, "count": count, "reason": str(error), "location": ""}
+                         for op, count in parts.region_ops[name].items()]
+            continue
         except UnsupportedGraphError as error:
             log.warning("%s stays in PyTorch: %s", name, error)
             left_out += [{"node": name, "op": op, "count": count, "reason": str(error), "location": ""}
@@ -140,10 +168,11 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     ranges = symbols.describe() or "all sizes static"
     input_check.install(lowered)
     error_translation.translate_errors(lowered, ranges)
-    summary = _summary(parts, engines, left_out, chosen, targets, fallback, min_block_size, {
-        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "partition", "lower")},
+    summary = _summary(parts, engines, left_out, refused, chosen, targets, fallback, min_block_size, {
+        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "fold", "partition", "lower")},
         "program_cache": key_seconds})
     summary["program_cache"] = "miss" if program_key else "off"
+    summary["folded"] = prepared.folded.summary()  # subgraphs of weights and static sizes computed once, here
     if program_key:
         start = time.perf_counter()
         program_cache.put(program_key, reexported, summary, ranges)
@@ -151,6 +180,33 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     summary["seconds"]["total"] = round(time.perf_counter() - started, 3)
     lowered.meta["trtpack_summary"] = summary
     return graphs.attach(lowered, cuda_graphs)
+
+
+def _without_refused(prepared, name, error, symbols, backend, targets, min_block_size, progress):
+    """Region `name` split around the nodes TensorRT refused (named by its parser, else found by bisection): the
+    partition of the rest (partition.split_region) plus `refused`, the summary entries of the refused nodes; None
+    when no node of the region can be blamed."""
+    region = getattr(prepared.gm, name)
+    named = {node.name: node for node in region.graph.nodes}
+    # only an op can be left out (a refusal pinned on an input or a weight would change nothing and come back)
+    blamed = {node: reason for node, reason in error.fx_nodes
+              if node in named and support.is_compute_node(named[node])}
+    if not blamed:
+        with progress.stage(f"{name}: finding the node TensorRT refuses"):
+            try:
+                node, reason = bisect_refusal(prepared.gm, name, symbols, backend, targets,
+                                              range_constraints=prepared.program.range_constraints)
+            except Exception as failure:  # noqa: BLE001  (the region then stays in PyTorch whole, as before)
+                log.warning("%s: could not find the node TensorRT refuses: %s", name, failure)
+                return None
+        blamed = {node: reason}
+    log.warning("%s: TensorRT refused %s; they stay in PyTorch and the rest is built", name,
+                ", ".join(f"{node} ({reason})" for node, reason in blamed.items()))
+    pieces = partitioning.split_region(prepared.gm, name, blamed, min_block_size)
+    pieces.refused = [{"node": node, "op": partitioning.op_name(named[node]), "count": 1, "stage": error.stage,
+                       "reason": f"refused by TensorRT while building ({error.stage}): {reason}",
+                       "location": partitioning.source_location(named[node])} for node, reason in blamed.items()]
+    return pieces
 
 
 def _backend_version(backend) -> str:
@@ -176,7 +232,7 @@ def _from_program_cache(hit, export_seconds, cache_seconds, started) -> torch.fx
     return lowered
 
 
-def _summary(parts, engines, left_out, backend, targets, fallback, min_block_size, seconds) -> dict:
+def _summary(parts, engines, left_out, refused, backend, targets, fallback, min_block_size, seconds) -> dict:
     regions = []
     for name, engine in engines.items():
         ops = parts.region_ops[name]
@@ -197,6 +253,7 @@ def _summary(parts, engines, left_out, backend, targets, fallback, min_block_siz
         "ops_in_engines": sum(r["num_ops"] for r in regions),
         "ops_in_pytorch": sum(item.get("count", 1) for item in left_out),
         "left_in_pytorch": left_out,
+        "refused_by_tensorrt": refused,  # also in left_in_pytorch; apart from what the support table leaves out
         "splits": [vars(item) for item in parts.splits],  # the PyTorch ops between two engines, with why
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }

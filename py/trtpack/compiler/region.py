@@ -1,6 +1,7 @@
 """One region through stages 3-4: cache lookup → its own program → ONNX → (verify) → plan + meta, with
 timings."""
 import json
+import operator
 import time
 from dataclasses import dataclass, field
 from typing import Optional
@@ -9,7 +10,7 @@ import sympy
 import torch
 
 from trtpack import _native, record
-from trtpack.compiler import build, engine_cache, onnx_export, symbolic
+from trtpack.compiler import build, engine_cache, onnx_export, support, symbolic
 from trtpack.errors import UnsupportedGraphError
 from trtpack.names import dtype_name
 from trtpack.runtime.executor import test_double
@@ -165,7 +166,12 @@ def compile_region(gm, name, example_inputs, symbols, backend, targets, verify, 
         verification = _verify(onnx_model, region, example_inputs, name, seconds, report)
 
     start = time.perf_counter()
-    plan = build.build_plan(onnx_model.data, dict(zip(onnx_model.input_names, spec.profile)), backend, targets)
+    try:
+        plan = build.build_plan(onnx_model.data, dict(zip(onnx_model.input_names, spec.profile)), backend, targets)
+    except build.RefusedByTensorRT as refused:  # which of the region's nodes, where TensorRT named them
+        names = [onnx_export.fx_node_name(onnx_model.data, r.index) for r in refused.refusals]
+        refused.fx_nodes = [(n, r.reason) for n, r in zip(names, refused.refusals) if n is not None]
+        raise
     seconds["build"] = time.perf_counter() - start
     report(name, "build", seconds["build"])
 
@@ -209,3 +215,46 @@ def _verify(onnx_model, region, example_inputs, name, seconds, report) -> onnx_e
     seconds["verify"] = time.perf_counter() - start
     report(name, "verify", seconds["verify"])
     return verification
+
+
+def bisect_refusal(gm, name, symbols, backend, targets, *, range_constraints):
+    """The region's node TensorRT refuses when it named none (a builder refusal): the first compute node, in graph
+    order, whose prefix of the region TensorRT refuses, by bisection (about log2(ops) ONNX exports and builds).
+    Returns (node name, TensorRT's reason)."""
+    region = getattr(gm, name)
+    spec = region_spec(gm, name, symbols)
+    profile = dict(zip([n.name for n in region.graph.nodes if n.op == "placeholder"], spec.profile))
+    compute = [n for n in region.graph.nodes if support.is_compute_node(n)]
+    low, high, reason = 0, len(compute), "refused as a whole"   # the prefix up to compute[high - 1] is refused
+    while high - low > 1:
+        middle = (low + high) // 2
+        refused = _prefix_refused(region, compute[middle - 1], profile, backend, targets, range_constraints)
+        if refused is None:
+            low = middle
+        else:
+            high, reason = middle, refused
+    return compute[high - 1].name, reason
+
+
+def _prefix_refused(region, last, profile, backend, targets, range_constraints):
+    """None when TensorRT builds the region's nodes up to `last` (graph order), else its reason."""
+    graph, env, seen = torch.fx.Graph(), {}, set()
+    nodes = list(region.graph.nodes)
+    prefix = nodes[:nodes.index(last) + 1]
+    prefix += [n for n in nodes[len(prefix):] if n.target is operator.getitem and n.args[0] in prefix]
+    for node in prefix:
+        env[node] = graph.node_copy(node, lambda arg: env[arg])
+        seen.add(node)
+    outputs = [env[n] for n in prefix if isinstance(n.meta.get("val"), torch.Tensor) and n.op != "placeholder"
+               and n.op != "get_attr" and any(user not in seen for user in n.users)]
+    graph.output(tuple(outputs))
+    try:
+        onnx_model = onnx_export.to_onnx(onnx_export.region_program(torch.fx.GraphModule(region, graph),
+                                                                    range_constraints))
+        build.build_plan(onnx_model.data, {n: profile[n] for n in onnx_model.input_names if n in profile}, backend,
+                         targets)
+    except build.RefusedByTensorRT as refused:
+        return refused.refusals[0].reason if refused.refusals else str(refused)
+    except UnsupportedGraphError as error:  # the prefix is no program of its own: count it as refused
+        return str(error).splitlines()[0]
+    return None

@@ -4,7 +4,10 @@ In a functional (exported, decomposed) graph:
 - `alias(x)` is x;
 - `as_strided(x, size, stride, 0)` over a contiguous x with contiguous strides for `size` is `view(x, size)`;
 - `copy(dst, src)` into a buffer that was just allocated (empty/zeros/full...) and is read by nothing else is `src`
-  cast to dst's dtype and expanded to its shape.
+  cast to dst's dtype and expanded to its shape;
+- `detach(x)` is x;
+- `fill.Tensor(dst, v)` with a 0-d `v` is `v` cast to dst's dtype and expanded to its shape (a token shifted into
+  place, `shifted[:, 0] = start_id`).
 Anything else is left as it is (and the support table decides).
 """
 import torch
@@ -56,13 +59,33 @@ def _copy_into_fresh(node: Node) -> bool:
             and len(dst.users) == 1 and not node.kwargs.get("non_blocking", False))
 
 
+def _filled(graph, dst: Node, fill: Node) -> Node:
+    """fill.Tensor(dst, fill) (a 0-d tensor, e.g. `shifted[:, 0] = start_id`) as ops the table has: `fill` cast to
+    dst's dtype, expanded to dst's shape (its symbolic sizes read with sym_size), copied into a fresh tensor."""
+    target, value = _value(dst), _value(fill)
+    out = fill
+    if value.dtype != target.dtype:
+        out = graph.call_function(aten._to_copy.default, (fill,), {"dtype": target.dtype})
+        out.meta["val"] = value.to(target.dtype)
+    shape = []
+    for dim, size in enumerate(target.shape):
+        if isinstance(size, torch.SymInt):
+            shape.append(graph.call_function(aten.sym_size.int, (dst, dim)))
+            shape[-1].meta["val"] = size
+        else:
+            shape.append(int(size))
+    out = graph.call_function(aten.expand.default, (out, shape))
+    out.meta["val"] = target
+    return graph.call_function(aten.clone.default, (out,))
+
+
 def resolve(gm: GraphModule) -> int:
     """Rewrites the graph in place; returns how many nodes were rewritten."""
     graph, count = gm.graph, 0
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
-        if node.target is aten.alias.default:
+        if node.target in (aten.alias.default, aten.detach.default):  # the same values (no autograd here)
             source = node.args[0]
             node.replace_all_uses_with(source)
             graph.erase_node(node)
@@ -82,6 +105,8 @@ def resolve(gm: GraphModule) -> int:
                 return graph.call_function(aten.clone.default, (out,))
             _replace(gm, node, converted)
             graph.erase_node(dst)
+        elif node.target is aten.fill.Tensor and _value(node.args[1]) is not None and _value(node.args[1]).dim() == 0:
+            _replace(gm, node, lambda: _filled(graph, node.args[0], node.args[1]))
         else:
             continue
         count += 1
