@@ -38,7 +38,11 @@ def _same_everywhere(data: bytes, entries: list) -> None:
     assert seen == expected, f"zipfile reads other entries: {sorted(seen)[:5]} vs {sorted(expected)[:5]}"
     root = entries[0].name.split("/", 1)[0] + "/"
     if all(name.startswith(root) for name in expected):
-        reader = torch._C.PyTorchFileReader(io.BytesIO(data))
+        try:
+            reader = torch._C.PyTorchFileReader(io.BytesIO(data))
+        except (RuntimeError, UnicodeDecodeError):  # torch refuses the archive outright (a version record of 0;
+            return  # its message may even quote bytes pybind cannot decode): ep.read_program makes that a FormatError
+
         records = set(reader.get_all_records())
         assert records == {name[len(root):] for name in expected}, f"miniz lists {sorted(records)[:5]}"
         for name, content in expected.items():
