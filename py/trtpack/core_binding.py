@@ -67,7 +67,10 @@ class Core:
         lib.trtpack_free.argtypes = [ctypes.c_void_p]
         self._lib = lib
         self.path = path
-        info = json.loads(self._take(lib.trtpack_info_json()))
+        info_text = lib.trtpack_info_json()
+        if not info_text:
+            raise ImportError(f"{path} could not describe itself (out of memory?)")
+        info = json.loads(self._take(info_text))
         self.__version__: str = info["version"]
         self.FORMAT_ID: str = info["format_id"]
         self.FORMAT_VERSION = tuple(info["format_version"])
