@@ -279,6 +279,15 @@ def _(valid, tmp, marker):
     return raw_edit(valid, tmp, comment)
 
 
+@case("ep_zip_version_too_new", "a central record that needs zip version 6.5 to extract (Python's zipfile refuses it)")
+def _(valid, tmp, marker):
+    def newer(data):
+        central = data.index(b"PK\x01\x02")
+        data[central + 6:central + 8] = (65).to_bytes(2, "little")  # version needed to extract
+        return data
+    return raw_edit(valid, tmp, newer)
+
+
 @case("ep_overlapping_entries", "300 entries whose central records all point at the same 2 MiB of data")
 def _(valid, tmp, marker):
     path = str(tmp / "bad.ep")

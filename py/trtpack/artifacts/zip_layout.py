@@ -127,10 +127,11 @@ def read_layout(fd: int, size: int) -> list:
     for _ in range(total):
         if pos + _CENTRAL.size > len(directory):
             raise LayoutError("the central directory is shorter than its entry count")
-        (sig, _, _, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, disk, _, _,
+        (sig, _, needs, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, disk, _, _,
          offset) = _CENTRAL.unpack_from(directory, pos)
         if sig != b"PK\x01\x02" or flags & ~_ALLOWED_FLAGS or method != 0 or comment_len or disk:
             raise LayoutError(f"central record {len(entries)} is not a stored, unencrypted entry without a comment")
+        _check_version_needed(needs, f"central record {len(entries)}")
         name_end = pos + _CENTRAL.size + name_len
         name = _safe_name(directory[pos + _CENTRAL.size:name_end])
         extra = _extras(directory[name_end:name_end + extra_len], (_ZIP64_EXTRA,), name)
@@ -147,6 +148,14 @@ def read_layout(fd: int, size: int) -> list:
     return _check_local_headers(fd, sorted(entries), cd_offset, [name for _, name, *_ in entries])
 
 
+def _check_version_needed(needs: int, where: str) -> None:
+    """The zip version needed to extract: 0 (torch's writer), 2.0 or 4.5 (ZIP64) are what trtpack writes; a newer
+    feature level is one some reader may not implement (Python's zipfile refuses above 6.3), so readers could disagree."""
+    if needs > 45:
+        raise LayoutError(f"{where} needs zip version {needs // 10}.{needs % 10} to extract; trtpack writes at most "
+                          "4.5 (ZIP64)")
+
+
 def _check_local_headers(fd: int, by_offset: list, cd_offset: int, order: list) -> list:
     expected, found = 0, {}
     for offset, name, flags, size, crc in by_offset:
@@ -154,8 +163,9 @@ def _check_local_headers(fd: int, by_offset: list, cd_offset: int, order: list) 
             raise LayoutError(f"{name!r} starts at byte {offset}, not where the previous entry ends ({expected}): "
                               "entries overlap, or bytes between them are unaccounted for")
         header = _read(fd, offset, _LOCAL.size)
-        sig, _, local_flags, method, _, _, local_crc, local_csize, local_usize, name_len, extra_len = \
+        sig, needs, local_flags, method, _, _, local_crc, local_csize, local_usize, name_len, extra_len = \
             _LOCAL.unpack(header)
+        _check_version_needed(needs, f"the local header of {name!r}")
         raw = _read(fd, offset + _LOCAL.size, name_len + extra_len)
         if sig != b"PK\x03\x04" or local_flags != flags or method != 0 or raw[:name_len] != name.encode():
             raise LayoutError(f"the local header of {name!r} does not repeat its central record")
