@@ -6,7 +6,8 @@ One folder per stage of the data path, each with one entry point:
   runtime/    the ops' kernels: fake (tracing), Python TensorRT executor, the test stand-in
   artifacts/  save / load / inspect, one module per format; load returns a LoadedProgram   (trtpack.save, .load)
   cli/        the `trtpack` command over the above
-  names.py, machine.py, error_translation.py, errors.py: spellings, this machine, error translation, error types
+  names.py, machine.py, locations.py, error_translation.py, errors.py: spellings, this machine, where caches live,
+  error translation, error types
 """
 from trtpack import _native
 from trtpack.errors import (FormatError, IncompatibleEngineError, TrtpackError, UnsupportedGraphError,

@@ -25,7 +25,7 @@ from typing import Optional
 
 import torch
 
-from trtpack import record
+from trtpack import locations, record
 from trtpack.compiler import cache_keys
 
 ENTRY_SUFFIX = ".entry"
@@ -36,7 +36,7 @@ _reported = set()
 
 
 def base_dir() -> str:
-    return os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
+    return locations.cache_root()
 
 
 def cache_dir(folder: str = "engines") -> str:

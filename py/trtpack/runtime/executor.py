@@ -16,7 +16,7 @@ from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import torch
 
-from trtpack import record
+from trtpack import locations, record
 from trtpack.names import BACKEND_MODULES, dtype_name, sm_name
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes, standin
@@ -31,8 +31,7 @@ def test_double():
 
 def default_cache_dir() -> str:
     """Where TensorRT-RTX keeps JIT-compiled kernels between processes: $TRTPACK_CACHE_DIR, else ~/.cache/trtpack."""
-    base = os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
-    return os.path.join(base, "rtx_runtime_cache")
+    return os.path.join(locations.cache_root(), "rtx_runtime_cache")
 
 
 def _cuda_stream(device: torch.device) -> Tuple[int, int]:

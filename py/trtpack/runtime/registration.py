@@ -15,8 +15,9 @@ from typing import Dict, List, Optional
 
 import torch
 
-from trtpack import _native, record
+from trtpack import _native, locations, record
 from trtpack.errors import IncompatibleEngineError, TrtpackError
+from trtpack.runtime import shapes
 
 SCHEMAS = ("execute_engine(Tensor[] inputs, Tensor plan, str meta) -> Tensor[]",
            "engine_usable(Tensor[] inputs, Tensor plan, str meta) -> Tensor")
@@ -43,14 +44,9 @@ def built_for(path: str) -> Optional[str]:
         return None
 
 
-def cache_root() -> str:
-    """$TRTPACK_CACHE_DIR, else ~/.cache/trtpack: engine caches, TensorRT-RTX runtime caches, runtimes built here."""
-    return os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
-
-
 def built_library_path(torch_version: str = torch.__version__) -> str:
     """Where tools/build_runtime.sh puts a libtorchtrt_runtime.so built for this torch (searched by import)."""
-    return os.path.join(cache_root(), "runtime", f"torch-{torch_version.split('+')[0]}", LIBRARY)
+    return os.path.join(locations.cache_root(), "runtime", f"torch-{torch_version.split('+')[0]}", LIBRARY)
 
 
 def build_command() -> str:
@@ -167,7 +163,6 @@ _NO_EXECUTOR = ("no TensorRT executor is registered for CUDA in this process: `i
                 "the tensorrt_rtx or tensorrt package)")
 _lock = threading.Lock()
 _verdicts: Dict[tuple, dict] = {}
-_records: Dict[str, dict] = {}
 
 
 def _define_in_python() -> None:
@@ -190,16 +185,12 @@ def _device(inputs, plan) -> torch.device:
 
 
 def _record(meta: str) -> dict:
-    rec = _records.get(meta)
-    if rec is None:
-        try:
-            rec = record.decode_meta(meta)
-        except TrtpackError as e:
-            raise ValueError(f"trtpack: the engine record's meta is invalid: {str(e).removeprefix('trtpack: ')}. "
-                             "Rebuild the engine with trtpack, or check that the meta string was not altered.") from None
-        with _lock:
-            _records[meta] = rec
-    return rec
+    """The decoded record, parsed once per meta string (shapes.engine_spec's cache, which the executor shares)."""
+    try:
+        return shapes.engine_spec(meta).meta
+    except TrtpackError as e:
+        raise ValueError(f"trtpack: the engine record's meta is invalid: {str(e).removeprefix('trtpack: ')}. "
+                         "Rebuild the engine with trtpack, or check that the meta string was not altered.") from None
 
 
 def _check_plan_tensor(plan: torch.Tensor, rec: dict, meta: str) -> None:

@@ -29,6 +29,7 @@ import urllib.request
 from dataclasses import dataclass
 
 import trtpack
+from trtpack import locations
 from trtpack.errors import TrtpackError
 
 PACKAGE = "nvidia-pytriton==0.7.0"
@@ -39,8 +40,7 @@ def home() -> str:
     ~/.cache/trtpack/tritonserver)."""
     if os.environ.get("TRTPACK_TRITON_HOME"):
         return os.environ["TRTPACK_TRITON_HOME"]
-    cache = os.environ.get("TRTPACK_CACHE_DIR") or os.path.join(os.path.expanduser("~"), ".cache", "trtpack")
-    return os.path.join(cache, "tritonserver")
+    return os.path.join(locations.cache_root(), "tritonserver")
 
 
 def _installed_in(folder: str) -> bool:
