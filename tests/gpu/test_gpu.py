@@ -171,6 +171,26 @@ def test_graph_split_by_a_custom_op_runs_two_engines_with_pytorch_between_on_cud
     assert len(engines) == 2 and len(set(engines)) == 2
 
 
+def test_a_loaded_eps_plain_calls_take_the_short_path_with_the_same_results(fixtures, trt, executor, monkeypatch):
+    from trtpack.runtime import short_path
+
+    program = load(fixtures, "split.ep", device="cuda")
+    through_op = []
+    op = short_path.EXECUTE
+    monkeypatch.setattr(short_path, "EXECUTE", lambda *args: through_op.append(1) or op(*args))
+    model, dtype = eager(fixtures, "split")
+    for batch in (3, 3, 5):
+        x = models.example_input(dtype, batch, "cuda")
+        before = len(trt.runs)
+        y = program(x)
+        assert len(trt.runs) == before + 2  # both engines ran (through the stand-in)
+        assert torch.equal(y, program.runner(x))  # the full call: pytree, hooks, the dispatcher
+        torch.testing.assert_close(y, model(x), **TOL[dtype])
+    assert program.short_path.calls == 3
+    # the Python executor is called straight from the program; the C++ one through its op
+    assert len(through_op) == (6 if executor == "cpp" else 0)
+
+
 @pytest.mark.parametrize("layout", ["non_contiguous", "sliced"])
 def test_non_contiguous_and_sliced_inputs(fixtures, trt, layout):
     program = load(fixtures, "mlp.ep", device="cuda")

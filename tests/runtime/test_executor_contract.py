@@ -104,6 +104,22 @@ def test_dynamic_shapes_are_set_per_call_on_the_same_context(tmp_path):
     assert len(trt.named("deserialize_cuda_engine")) == 1 and len(trt.named("create_execution_context")) == 1
 
 
+def test_input_shapes_are_set_only_when_they_change_on_that_context(tmp_path):
+    """TensorRT keeps a context's input shapes between runs: a repeated shape binds addresses and enqueues only,
+    a new shape (or another stream's context) sets them again."""
+    trt = FakeTensorRT()
+    streams = iter([("s1", 1)] * 4 + [("s2", 2), ("s1", 1)])
+    ex = make_executor(tmp_path, trt, stream=lambda device: next(streams))
+    batches = (2, 2, 5, 2, 2, 2)  # s1: 2, 2, 5, 2; s2: 2; s1: 2 (already set to 2)
+    for batch in batches:
+        x = torch.randn(batch, 3)
+        (y,) = ex.execute_engine([x], PLAN, META)
+        torch.testing.assert_close(y, x)
+    assert [c[2] for c in trt.named("set_input_shape")] == [(2, 3), (5, 3), (2, 3), (2, 3)]
+    assert len(trt.named("execute_async_v3")) == len(batches)
+    assert [c[1] for c in trt.named("set_tensor_address")].count("x") == len(batches)
+
+
 def test_a_shape_outside_the_profile_says_the_built_ranges(tmp_path):
     trt = FakeTensorRT(profile={"x": [(1, 64), (3, 3)]})
     with pytest.raises(trtpack.IncompatibleEngineError, match=r"shape \(65, 3\), outside .*s0 in \[1, 64\]"):

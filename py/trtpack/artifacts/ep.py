@@ -13,7 +13,7 @@ from trtpack.artifacts import atomic, ep_check, manifest, pytree_types, zip_layo
 from trtpack.artifacts.files import open_regular
 from trtpack.artifacts.program import LoadedProgram, describe_program, validate, warn_unusable, warn_version_skew
 from trtpack.errors import FormatError, TrtpackError
-from trtpack.runtime import branches, input_check
+from trtpack.runtime import branches, input_check, short_path
 
 
 class InferenceModule(torch.nn.Module):
@@ -112,8 +112,11 @@ def read(path: str, device=None, verify: bool = True) -> LoadedProgram:
     warn_version_skew(found)
     warn_unusable(found, device)
     module = branches.resolve(program.module())  # each engine_usable asked once per device, not per call
-    input_check.install(module)  # torch's per-call input check, with integer bounds computed once
+    check = input_check.install(module)  # torch's per-call input check, with integer bounds computed once
     if device is not None:
         module.to(device)
-    return LoadedProgram("exported_program", InferenceModule(module), found, names.program_ranges(program),
-                         describe_program(program)["inputs"], exported=program)
+    runner = InferenceModule(module)
+    loaded = LoadedProgram("exported_program", runner, found, names.program_ranges(program),
+                           describe_program(program)["inputs"], exported=program)
+    loaded.short_path = short_path.build(module, runner, check)
+    return loaded

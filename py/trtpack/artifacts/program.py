@@ -10,7 +10,7 @@ from torch.utils import _pytree as pytree
 
 from trtpack import _native, error_translation, machine, names, record
 from trtpack.errors import FormatError, TrtpackError
-from trtpack.runtime import selection
+from trtpack.runtime import selection, short_path
 
 EXECUTE = torch.ops.trtpack.execute_engine.default
 USABLE = torch.ops.trtpack.engine_usable.default
@@ -48,10 +48,15 @@ class LoadedProgram(torch.nn.Module):
         self._trtpack_program = exported  # save() writes it again as is
         self.ranges = names.ranges_text(symbols)
         self.executor = None            # load(executor=...): the TensorRT executor this program runs with
+        self.short_path = None          # runtime.short_path's way for plain calls, where the format has one (.ep)
 
     def forward(self, *args, **kwargs):
         if self.executor is not None and self.executor != selection.active():
             selection.use(self.executor)  # another load chose the other one since
+        if self.short_path is not None:
+            result = error_translation.call(self.short_path, args, kwargs, self.ranges)
+            if result is not short_path.FULL_CALL:
+                return result
         return error_translation.call(self.runner, args, kwargs, self.ranges)
 
 

@@ -12,10 +12,11 @@ exporting a resolved module traces the cond again (while tracing, the branch cal
 """
 import functools
 import operator
-import types
 
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
+
+from trtpack.runtime import short_path
 
 
 class DecidedBranch(torch.nn.Module):
@@ -151,29 +152,7 @@ def _inline_chosen(gm: torch.fx.GraphModule):
     for node in reversed(graph.nodes):
         if node.op == "get_attr" and not node.users:  # the plan when the reference branch was chosen
             graph.erase_node(node)
-    _read_from_owners(gm, graph)
-    compiled = torch.fx.GraphModule(gm, graph)
-    return types.MethodType(type(compiled).forward, gm)
-
-
-def _read_from_owners(gm: torch.fx.GraphModule, graph: torch.fx.Graph) -> None:
-    """Each get_attr `a.b.c.weight` becomes `<owner>.weight`, the owner module `a.b.c` kept in gm's instance dict
-    (not registered: state_dict, named_modules and .to() do not see it). A weight read then costs one module
-    attribute lookup, as in the plain exported program, instead of one per level of the path; the tensor itself is
-    still read on each call, so .to() and load_state_dict are seen."""
-    owners = {}
-    for node in graph.nodes:
-        if node.op != "get_attr" or "." not in node.target:
-            continue
-        path, leaf = node.target.rsplit(".", 1)
-        if path not in owners:
-            try:
-                owner = gm.get_submodule(path)
-            except AttributeError:  # not a module path: read as before
-                continue
-            owners[path] = f"_trtpack_owner_{len(owners)}"
-            gm.__dict__[owners[path]] = owner
-        node.target = f"{owners[path]}.{leaf}"
+    return short_path.compile_graph(gm, graph)
 
 
 def _inline(graph, branch: torch.fx.GraphModule, operands, target: str):

@@ -142,7 +142,7 @@ class CudaGraphs:
         self.backend = backend or CudaBackend()
         self._graphs = collections.OrderedDict()  # signature -> _Graph, least recently used first
         self._lock = threading.RLock()            # the graphs, captures and replays
-        self._no_grad = torch.no_grad()           # entered only under the lock (it keeps the mode it restores)
+        self._last_replayed = None                # the graph replayed last (already the most recent in LRU order)
         self._last_stream, self._last_key = None, None
         self._streams = {}                        # device -> side stream for warm-up and capture
         self._off: Optional[str] = None           # why this program never captures, once known
@@ -164,7 +164,7 @@ class CudaGraphs:
                 self.backend.release(self._last_stream)
                 self.invalidations += 1
             self._graphs.clear()
-            self._last_stream = self._last_key = None
+            self._last_stream = self._last_key = self._last_replayed = None
 
     def _say(self, kind: str, reason: str) -> None:
         if kind not in self._warned:
@@ -224,21 +224,29 @@ class CudaGraphs:
         while len(self._graphs) > self.max_graphs:
             self.backend.release(self._last_stream)
             self._graphs.popitem(last=False)
+            self._last_replayed = None  # never keep a dropped graph (and its memory) alive
         return graph
 
     def _replay(self, key, graph: _Graph, args, kwargs, device):
-        with self._lock, self._no_grad:
-            stream = self.backend.stream_key(device)
-            if self._last_key != stream:  # another stream than the last replay's: wait for it first
-                self._last_stream = self.backend.order_after(self._last_stream, device)
-                self._last_key = stream
-            for static, x in zip(graph.inputs, (*args, *kwargs.values())):
-                static.copy_(x)
-            graph.replay()
-            self.replays += 1
-            if key in self._graphs:
-                self._graphs.move_to_end(key)
-            return graph.outputs()
+        with self._lock:
+            grad = torch.is_grad_enabled()
+            torch._C._set_grad_enabled(False)
+            try:
+                stream = self.backend.stream_key(device)
+                if self._last_key != stream:  # another stream than the last replay's: wait for it first
+                    self._last_stream = self.backend.order_after(self._last_stream, device)
+                    self._last_key = stream
+                for static, x in zip(graph.inputs, (*args, *kwargs.values()) if kwargs else args):
+                    static.copy_(x)
+                graph.replay()
+                self.replays += 1
+                if graph is not self._last_replayed:
+                    self._last_replayed = graph
+                    if key in self._graphs:
+                        self._graphs.move_to_end(key)
+                return graph.outputs()
+            finally:
+                torch._C._set_grad_enabled(grad)
 
 
 def _fresh(value):

@@ -83,7 +83,7 @@ class Executor:
         self._modules: Dict[str, object] = {}
         self._engines: Dict[tuple, LoadedEngine] = {}
         self._verdicts: Dict[tuple, dict] = {}
-        self._checked: Dict[tuple, list] = {}  # (meta, input shapes and dtypes) -> output shapes
+        self._bound: Dict[tuple, _Bound] = {}  # (meta, plan, device, stream, input signature) -> a checked call
 
     # -- which TensorRT ------------------------------------------------------------------------------------------
     def backend_module(self, backend: str):
@@ -181,22 +181,34 @@ class Executor:
         return torch.tensor(usable, dtype=torch.bool)  # on the CPU, like every engine_usable kernel
 
     def execute_engine(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> List[torch.Tensor]:
-        spec = shapes.engine_spec(meta)
         device = inputs[0].device if len(inputs) == 1 else _device_of(inputs, plan)
-        signature = (meta, tuple((x.shape, x.dtype) for x in inputs))
-        expected = self._checked.get(signature)  # inputs of this shape and dtype were checked before
-        if expected is None:
-            expected = self._check_inputs(spec, inputs)
-            if len(self._checked) >= 4096:
-                self._checked.clear()
-            self._checked[signature] = expected
-        loaded = self.engine(plan, spec, device)
         stream_key, stream_handle = self._current_stream(device)
-        context, context_lock = loaded.context(stream_key)
-        with self._device_guard(device), context_lock:
-            held = [x.contiguous() for x in inputs]  # alive until enqueued; the allocator orders reuse on the stream
-            outputs = run(context, spec.input_names, held, spec.output_names, _Outputs(spec, expected, device),
-                          stream_handle, spec.name, spec.ranges)
+        key = (meta, plan.data_ptr(), device, stream_key, *[(x.shape, x.dtype) for x in inputs])
+        bound = self._bound.get(key)  # this engine, stream and input signature seen before: checks and lookups done
+        if bound is None:
+            return self._first_call(key, inputs, plan, meta, device, stream_key, stream_handle)
+        with self._device_guard(device), bound.slot.lock:
+            held = [x if x.is_contiguous() else x.contiguous() for x in inputs]  # alive until enqueued
+            return run(bound.slot, bound.spec.input_names, held, bound.shapes, bound.spec.output_names,
+                       bound.output_shapes, bound.output_dtypes, device, stream_handle, bound.spec.name,
+                       bound.spec.ranges)
+
+    def _first_call(self, key, inputs, plan, meta, device, stream_key, stream_handle) -> List[torch.Tensor]:
+        """A call with an engine, stream or input signature not seen before: checks the inputs against the record,
+        deserializes the engine and creates the stream's context where needed, runs, and keeps what later calls
+        reuse."""
+        spec = shapes.engine_spec(meta)
+        expected = self._check_inputs(spec, inputs)
+        loaded = self.engine(plan, spec, device)
+        bound = _Bound(spec, loaded.context(stream_key), tuple(x.shape for x in inputs),
+                       tuple(tuple(int(d) for d in dims) for dims in expected))
+        with self._device_guard(device), bound.slot.lock:
+            held = [x.contiguous() for x in inputs]
+            outputs = run(bound.slot, spec.input_names, held, bound.shapes, spec.output_names, bound.output_shapes,
+                          bound.output_dtypes, device, stream_handle, spec.name, spec.ranges)
+        if len(self._bound) >= 4096:
+            self._bound.clear()
+        self._bound[key] = bound
         if not loaded.runtime_cache_saved:
             try:
                 loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it on a crash
@@ -205,22 +217,15 @@ class Executor:
         return outputs
 
 
-class _Outputs:
-    """`allocate(name, shape)` for trt_engine.run: a torch tensor of the record's dtype, once TensorRT's shape is
-    checked against the one the record's dim expressions give."""
-    __slots__ = ("spec", "expected", "device")
+class _Bound:
+    """What a call of one engine on one stream with one input signature needs after its first call."""
+    __slots__ = ("spec", "slot", "shapes", "output_shapes", "output_dtypes")
 
-    def __init__(self, spec: shapes.EngineSpec, expected, device: torch.device):
-        self.spec, self.expected, self.device = spec, expected, device
+    def __init__(self, spec: shapes.EngineSpec, slot, input_shapes: tuple, output_shapes: tuple):
+        self.spec, self.slot, self.shapes = spec, slot, input_shapes
+        self.output_shapes = output_shapes
+        self.output_dtypes = tuple(t.dtype for t in spec.outputs)
 
-    def __call__(self, name: str, shape) -> torch.Tensor:
-        index = self.spec.output_names.index(name)
-        meta_shape = self.expected[index]
-        if list(shape) != [int(d) for d in meta_shape]:
-            raise FormatError(f"trtpack: engine {self.spec.name!r} output {name!r}: TensorRT computes shape "
-                              f"{tuple(shape)} but the record says {tuple(meta_shape)}; the meta does not describe "
-                              "this plan: rebuild the engine with trtpack.")
-        return torch.empty(shape, dtype=self.spec.outputs[index].dtype, device=self.device)
 
 _executor: Optional[Executor] = None
 _library: Optional[torch.library.Library] = None

@@ -112,7 +112,8 @@ def attach(path: Optional[str] = None) -> None:
 
 
 def null_contexts(on: bool) -> None:
-    """While on, the C++ stand-in's new execution contexts do nothing (bench.engine_call's baseline)."""
+    """While on, the C++ stand-in's new execution contexts bind and enqueue nothing, keeping only the shapes (the
+    benchmarks' baseline)."""
     library().trtpack_standin_null_contexts(ctypes.c_int32(1 if on else 0))
 
 

@@ -77,8 +77,9 @@ class LoadedEngine:
         config.set_runtime_cache(self._cache)
         return config
 
-    def context(self, stream_key):
-        """The execution context of `stream_key` with the lock that makes one run (shapes, addresses, enqueue) atomic."""
+    def context(self, stream_key) -> "ContextSlot":
+        """The execution context of `stream_key`, with the lock that makes one run (shapes, addresses, enqueue)
+        atomic and the input shapes last set on it."""
         found = self._contexts.get(stream_key)  # a dict read needs no lock: contexts are only ever added
         if found is not None:
             return found
@@ -90,7 +91,7 @@ class LoadedEngine:
                 if context is None:
                     raise TrtpackError(f"trtpack: TensorRT could not create an execution context for engine "
                                        f"{self.name!r} (out of GPU memory?).")
-                self._contexts[stream_key] = (context, threading.Lock())
+                self._contexts[stream_key] = ContextSlot(context)
             return self._contexts[stream_key]
 
     @property
@@ -116,20 +117,44 @@ class LoadedEngine:
             os.replace(tmp, self._cache_path)
 
 
-def run(context, input_names: Sequence[str], inputs: Sequence[torch.Tensor], output_names: Sequence[str],
-        allocate, stream_handle: int, engine_name: str, ranges: str):
-    """Sets input shapes and addresses, allocates outputs with `allocate(name, shape)`, enqueues on the stream."""
+class ContextSlot:
+    """One execution context, the lock that makes a run atomic, and the input shapes last set on it: TensorRT keeps
+    a context's input shapes between runs, so they are set (and the output shapes it infers checked) only when they
+    change."""
+    __slots__ = ("context", "lock", "shapes")
+
+    def __init__(self, context):
+        self.context = context
+        self.lock = threading.Lock()
+        self.shapes = None
+
+
+def run(slot: ContextSlot, input_names: Sequence[str], inputs: Sequence[torch.Tensor], shapes: tuple,
+        output_names: Sequence[str], output_shapes: Sequence[tuple], output_dtypes: Sequence[torch.dtype],
+        device: torch.device, stream_handle: int, engine_name: str, ranges: str):
+    """One inference on `slot`'s context (its lock held by the caller): input shapes when `shapes` (the inputs'
+    shapes) differ from the last run's, then addresses, outputs allocated by torch with the shapes the record gives
+    (`output_shapes`, checked against TensorRT's), and the enqueue on the stream."""
+    context = slot.context
+    if slot.shapes is not shapes and slot.shapes != shapes:
+        slot.shapes = None  # until every shape is set and checked
+        for name, x in zip(input_names, inputs):
+            if not context.set_input_shape(name, tuple(x.shape)):
+                raise IncompatibleEngineError(
+                    f"trtpack: engine {engine_name!r} input {name!r} has shape {tuple(x.shape)}, outside what it was "
+                    f"built for ({ranges}); rebuild with wider dynamic_shapes or pass an input in range.")
+        for name, expected in zip(output_names, output_shapes):
+            computed = tuple(context.get_tensor_shape(name))
+            if computed != expected:
+                raise FormatError(f"trtpack: engine {engine_name!r} output {name!r}: TensorRT computes shape "
+                                  f"{computed} but the record says {expected}; the meta does not describe this "
+                                  "plan: rebuild the engine with trtpack.")
+        slot.shapes = shapes
     for name, x in zip(input_names, inputs):
-        if not context.set_input_shape(name, tuple(x.shape)):
-            raise IncompatibleEngineError(
-                f"trtpack: engine {engine_name!r} input {name!r} has shape {tuple(x.shape)}, outside what it was built "
-                f"for ({ranges}); rebuild with wider dynamic_shapes or pass an input in range.")
         context.set_tensor_address(name, x.data_ptr())
-    outputs = []
-    for name in output_names:
-        out = allocate(name, tuple(context.get_tensor_shape(name)))
+    outputs = [torch.empty(shape, dtype=dtype, device=device) for shape, dtype in zip(output_shapes, output_dtypes)]
+    for name, out in zip(output_names, outputs):
         context.set_tensor_address(name, out.data_ptr())
-        outputs.append(out)
     if not context.execute_async_v3(stream_handle):
         raise TrtpackError(f"trtpack: TensorRT failed to run engine {engine_name!r}; see TensorRT's message above.")
     return outputs
