@@ -16,9 +16,12 @@ if [ -d "$W/trtinc" ]; then
   export TRTPACK_RUNTIME_LIBRARY=/tmp/native/libtorchtrt_runtime.so
 fi
 if [ "${SKIP_TESTS:-0}" != 1 ]; then
-  timeout 330 python3 -m pytest -q -rs -p no:cacheprovider tests/gpu/test_gpu.py tests/runtime/test_standin.py \
+  timeout 330 python3 -m pytest -q -rA -p no:cacheprovider tests/gpu/test_gpu.py tests/runtime/test_standin.py \
     ${EXTRA_TESTS:-} > "$OUT/tests.log" 2>&1
-  tail -6 "$OUT/tests.log"
+  grep "^SKIPPED\|^FAILED\|^ERROR" "$OUT/tests.log"; tail -1 "$OUT/tests.log"
+  for e in cpp python; do
+    echo "$e executor: $(grep -c "^PASSED.*[[-]$e\]" "$OUT/tests.log") passed, $(grep -c "^FAILED.*[[-]$e\]" "$OUT/tests.log") failed"
+  done
 fi
 executors="python"; [ -n "${TRTPACK_RUNTIME_LIBRARY:-}" ] && executors="cpp python"
 for e in $executors; do timeout 60 python3 -m bench.engine_call --executor "$e" 2>&1 | tee -a "$OUT/bench.log"; done

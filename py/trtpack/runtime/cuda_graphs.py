@@ -270,6 +270,9 @@ def _static(x: torch.Tensor) -> torch.Tensor:
 
 def _signature(args, kwargs):
     """(key, device) for flat tensor inputs all on one CUDA device; else (None, (reason kind, reason))."""
+    if not kwargs and len(args) == 1 and isinstance(args[0], torch.Tensor):  # the common call, without the loop
+        device = args[0].device
+        return (device, (), (args[0].shape, args[0].dtype)), device
     key, device = [], None
     for value in (*args, *kwargs.values()):
         if not isinstance(value, torch.Tensor):
