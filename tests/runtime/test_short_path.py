@@ -134,3 +134,25 @@ def test_grad_mode_is_off_inside_and_restored_after_even_on_an_error(loaded, eng
     with pytest.raises(trtpack.TrtpackError, match="TensorRT failed to run engine"):
         loaded(torch.randn(2, 3), offset=torch.randn(1, 3))
     assert torch.is_grad_enabled() and loaded.short_path.calls == 1
+
+
+def test_a_fallback_program_takes_the_short_path_once_its_branches_are_decided(tmp_path):
+    from tests.support.engine_programs import EngineWithFallback
+
+    torch.manual_seed(0)
+    model = EngineWithFallback(PLAN.clone(), META, torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.ReLU()))
+    path = str(tmp_path / "fallback.ep")
+    trtpack.save(model, path, arg_inputs=(torch.randn(4, 3),),
+                 dynamic_shapes=({0: torch.export.Dim("batch", min=1, max=64)},))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # no CUDA here: the engine cannot run, the reference branch is chosen
+        program = trtpack.load(path)
+        program(torch.randn(5, 3))  # the full call decides the branch for the CPU
+    assert program.short_path.calls == 0
+    for batch in (5, 2, 64):
+        x = torch.randn(batch, 3)
+        with torch.no_grad():
+            expected = model.reference(x)
+        out = program(x)
+        assert torch.equal(out, program.runner(x)) and torch.equal(out, expected)
+    assert program.short_path.calls == 3

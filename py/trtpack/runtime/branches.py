@@ -4,7 +4,7 @@ settled once per process and device. `resolve` rewrites each such cond into a ca
 device and from then on calls the chosen branch directly.
 
 Once every branch is decided for the devices a call's inputs are on, the module runs a copy of its graph with each
-chosen branch's ops inlined (`_inline_chosen`): a decided program then costs what the plain exported program costs,
+chosen branch's ops inlined (`_chosen_graph`): a decided program then costs what the plain exported program costs,
 not an extra module call per engine.
 
 The saved artifact keeps the portable torch.cond program: trtpack.save writes the program compile recorded, and
@@ -16,7 +16,7 @@ import operator
 import torch
 from torch._subclasses.fake_tensor import FakeTensor
 
-from trtpack.runtime import short_path
+from trtpack.runtime.graph_forward import compile_graph
 
 
 class DecidedBranch(torch.nn.Module):
@@ -102,6 +102,7 @@ def _run_decided_graphs(gm: torch.fx.GraphModule) -> None:
     graph."""
     decided_graph = gm.forward
     inlined = {}  # input devices -> forward of the graph with the chosen branches inlined
+    graphs = gm.__dict__["_trtpack_chosen_graphs"] = {}  # input devices -> that graph (decided_graph_for)
 
     @functools.wraps(decided_graph)  # torch.export reads the signature to match dynamic_shapes to inputs
     def forward(*args, **kwargs):
@@ -111,10 +112,23 @@ def _run_decided_graphs(gm: torch.fx.GraphModule) -> None:
             return run(*args, **kwargs)
         result = decided_graph(*args, **kwargs)
         if key is not None:
-            inlined[key] = _inline_chosen(gm)
+            graph = _chosen_graph(gm)
+            inlined[key] = compile_graph(gm, graph)
+            graphs[key] = graph
         return result
 
     gm.forward = forward
+
+
+def decided_graph_for(gm: torch.fx.GraphModule, args, kwargs):
+    """The graph gm runs for inputs on these devices once its branches are decided for them (chosen branches
+    inlined, pytree codegen), or None: not decided yet, or not a resolved fallback program."""
+    graphs = gm.__dict__.get("_trtpack_chosen_graphs")
+    return graphs.get(_input_devices(args, kwargs)) if graphs else None
+
+
+def has_decided_branches(gm: torch.fx.GraphModule) -> bool:
+    return "_trtpack_chosen_graphs" in gm.__dict__
 
 
 def _input_devices(args, kwargs):
@@ -131,9 +145,9 @@ def _input_devices(args, kwargs):
     return tuple(devices)
 
 
-def _inline_chosen(gm: torch.fx.GraphModule):
-    """gm's graph with every DecidedBranch call replaced by the ops of the branch it last took, compiled as a
-    forward of gm itself (attributes are read from gm on each call, so a later .to() is seen)."""
+def _chosen_graph(gm: torch.fx.GraphModule) -> torch.fx.Graph:
+    """gm's graph with every DecidedBranch call replaced by the ops of the branch it last took (compiled as a forward
+    of gm itself by graph_forward.compile_graph: attributes are read from gm on each call, so a later .to() is seen)."""
     graph = torch.fx.Graph()
     graph._codegen = gm.graph._codegen  # the program's pytree in/out handling, as in gm's own forward
     env = {}
@@ -152,7 +166,7 @@ def _inline_chosen(gm: torch.fx.GraphModule):
     for node in reversed(graph.nodes):
         if node.op == "get_attr" and not node.users:  # the plan when the reference branch was chosen
             graph.erase_node(node)
-    return short_path.compile_graph(gm, graph)
+    return graph
 
 
 def _inline(graph, branch: torch.fx.GraphModule, operands, target: str):

@@ -8,14 +8,14 @@ Why: the full call of a loaded `.ep` pays three nn.Module calls, torch's hooks, 
 outputs, and torch's dispatch into a Python kernel for each engine: more host time than the engines' own calls
 (docs/BENCHMARKS.md, "Per-call cost of a loaded program").
 """
-import types
 from typing import Optional
 
 import torch
 from torch.nn.modules import module as nn_module
 from torch.utils import _pytree as pytree
 
-from trtpack.runtime import executor as python_executor, selection
+from trtpack.runtime import branches, executor as python_executor, selection
+from trtpack.runtime.graph_forward import compile_graph
 
 EXECUTE = torch.ops.trtpack.execute_engine.default
 FULL_CALL = object()  # what a ShortPath returns for a call it does not take
@@ -33,32 +33,12 @@ def engine_call(inputs, plan, meta):
     return EXECUTE(inputs, plan, meta)
 
 
-def compile_graph(gm: torch.fx.GraphModule, graph: torch.fx.Graph):
-    """`graph` compiled as a method of `gm`: attributes are read from gm on each call, so .to() and load_state_dict
-    are seen; a get_attr `a.b.weight` reads `weight` from the module `a.b` kept in gm's instance dict (not
-    registered: state_dict, named_modules and .to() do not see it), one lookup instead of one per level."""
-    owners = {}
-    for node in graph.nodes:
-        if node.op != "get_attr" or "." not in node.target:
-            continue
-        path, leaf = node.target.rsplit(".", 1)
-        if path not in owners:
-            try:
-                owner = gm.get_submodule(path)
-            except AttributeError:  # not a module path: read as before
-                continue
-            owners[path] = f"_trtpack_owner_{len(owners)}"
-            gm.__dict__[owners[path]] = owner
-        node.target = f"{owners[path]}.{leaf}"
-    compiled = torch.fx.GraphModule(gm, graph)
-    return types.MethodType(type(compiled).forward, gm)
-
-
 class ShortPath:
     """`short(*args, **kwargs)`: the program's outputs, or FULL_CALL for a call it does not take."""
 
     def __init__(self, gm: torch.fx.GraphModule, runner: torch.nn.Module, check, forward, out_spec):
         self.gm, self.runner, self.check, self.forward, self.out_spec = gm, runner, check, forward, out_spec
+        self.by_devices = {}  # a fallback program (forward None): id of its chosen graph -> the flat forward
         self.single = out_spec.is_leaf()
         self.hooks = (len(gm._forward_pre_hooks), len(gm._forward_hooks))
         self.calls = 0  # calls taken (tests read it)
@@ -76,6 +56,17 @@ class ShortPath:
                 return False
         return self.check.accepts(args, kwargs)
 
+    def _decided(self, args, kwargs):
+        """A fallback program's flat forward for these inputs' devices; None until the full call has decided its
+        branches for them (or where a chosen branch stays a submodule call)."""
+        graph = branches.decided_graph_for(self.gm, args, kwargs)
+        if graph is None:
+            return None
+        found = self.by_devices.get(id(graph), False)
+        if found is False:
+            found = self.by_devices[id(graph)] = _flat_forward(self.gm, graph)
+        return found
+
     def __call__(self, *args, **kwargs):
         names = self.check.kwarg_names
         if len(kwargs) != len(names):
@@ -87,10 +78,13 @@ class ShortPath:
             flat = (*args, *[kwargs[name] for name in names])
         if len(args) != self.check.num_args or not self._plain(flat, args, kwargs):
             return FULL_CALL
+        forward = self.forward or self._decided(args, kwargs)
+        if forward is None:
+            return FULL_CALL
         grad = torch.is_grad_enabled()
         torch._C._set_grad_enabled(False)
         try:
-            out = self.forward(*flat)
+            out = forward(*flat)
         finally:
             torch._C._set_grad_enabled(grad)
         self.calls += 1
@@ -100,22 +94,28 @@ class ShortPath:
 def build(gm: torch.fx.GraphModule, runner: torch.nn.Module, check) -> Optional[ShortPath]:
     """The short path of an unlifted exported-program module whose fast input check is `check` (input_check.install),
     run inside `runner`; None where the program keeps the full call only: no fast check, hooks other than torch's,
-    a fallback program (its decided branches have their own path: runtime/branches.py), or outputs that are not
-    flat."""
+    or submodule calls other than decided fallback branches (e.g. torch's guard function). A fallback program
+    (runtime/branches.py) gets one per set of input devices once its branches are decided for them."""
     if check is None or getattr(gm, "_out_spec", None) is None:
         return None
     hooks = [*gm._forward_pre_hooks.values(), *gm._forward_hooks.values()]
     if any(not getattr(h, "_trtpack_fast", False) and not any(t in getattr(h, "__qualname__", "") for t in _TORCH_HOOKS)
            for h in hooks):
         return None
-    if any(node.op == "call_module" for node in gm.graph.nodes):
-        return None  # submodule calls (decided branches, torch's guard function) keep their own calling convention
-    out_spec = gm._out_spec
-    if not out_spec.is_leaf() and any(not child.is_leaf() for child in _children(out_spec)):
+    if branches.has_decided_branches(gm):
+        return ShortPath(gm, runner, check, None, gm._out_spec)
+    forward = _flat_forward(gm, gm.graph)
+    return ShortPath(gm, runner, check, forward, gm._out_spec) if forward is not None else None
+
+
+def _flat_forward(gm: torch.fx.GraphModule, source: torch.fx.Graph):
+    """`source` (a graph of gm) compiled without its pytree handling, taking the flat inputs and returning the flat
+    outputs, engines called through engine_call; None where it calls submodules (their own calling conventions)."""
+    if any(node.op == "call_module" for node in source.nodes):
         return None
     graph = torch.fx.Graph()
     env = {}
-    for node in gm.graph.nodes:
+    for node in source.nodes:
         if node.op == "output":
             leaves = node.args[0] if isinstance(node.args[0], (tuple, list)) else (node.args[0],)
             graph.output(tuple(torch.fx.map_arg(tuple(leaves), env.__getitem__)))
@@ -123,13 +123,7 @@ def build(gm: torch.fx.GraphModule, runner: torch.nn.Module, check) -> Optional[
         env[node] = graph.node_copy(node, env.__getitem__)
         if node.op == "call_function" and node.target is EXECUTE:
             env[node].target = engine_call
-    forward = compile_graph(gm, graph)
-    return ShortPath(gm, runner, check, forward, out_spec)
+    return compile_graph(gm, graph)
 
 
-def _children(spec) -> list:
-    children = getattr(spec, "children", None)  # torch >= 2.13; children_specs before
-    return list(children()) if callable(children) else list(spec.children_specs)
-
-
-__all__ = ["FULL_CALL", "ShortPath", "build", "compile_graph", "engine_call"]
+__all__ = ["FULL_CALL", "ShortPath", "build", "engine_call"]
