@@ -191,6 +191,20 @@ def test_a_loaded_eps_plain_calls_take_the_short_path_with_the_same_results(fixt
     assert len(through_op) == (6 if executor == "cpp" else 0)
 
 
+def test_a_fallback_program_takes_the_short_path_on_cuda_once_decided(fixtures, trt):
+    program = load(fixtures, "mlp_fallback.ep", device="cuda")
+    model, dtype = eager(fixtures, "mlp")
+    program(models.example_input(dtype, 2, "cuda"))  # the full call decides: the engine branch on CUDA
+    for batch in (2, 7):
+        x = models.example_input(dtype, batch, "cuda")
+        before = len(trt.runs)
+        y = program(x)
+        assert len(trt.runs) == before + 1  # the engine ran, not the reference
+        assert torch.equal(y, program.runner(x))
+        torch.testing.assert_close(y, model(x), **TOL[dtype])
+    assert program.short_path.calls == 2
+
+
 @pytest.mark.parametrize("layout", ["non_contiguous", "sliced"])
 def test_non_contiguous_and_sliced_inputs(fixtures, trt, layout):
     program = load(fixtures, "mlp.ep", device="cuda")
