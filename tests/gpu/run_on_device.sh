@@ -20,7 +20,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     ${EXTRA_TESTS:-} > "$OUT/tests.log" 2>&1
   grep "^SKIPPED\|^FAILED\|^ERROR" "$OUT/tests.log"; tail -1 "$OUT/tests.log"
   for e in cpp python; do
-    echo "$e executor: $(grep -c "^PASSED.*[[-]$e\]" "$OUT/tests.log") passed, $(grep -c "^FAILED.*[[-]$e\]" "$OUT/tests.log") failed"
+    echo "$e executor: $(grep -c "^PASSED.*\[$e[]-]" "$OUT/tests.log") passed, $(grep -c "^FAILED.*\[$e[]-]" "$OUT/tests.log") failed"
   done
 fi
 executors="python"; [ -n "${TRTPACK_RUNTIME_LIBRARY:-}" ] && executors="cpp python"
