@@ -102,3 +102,47 @@ def test_a_mask_write_whose_values_follow_the_mask_is_left_as_index_put():
     gm = program.module()
     assert views.resolve(gm) == 0
     assert len([n for n in gm.graph.nodes if n.target is torch.ops.aten.index_put.default]) == 2
+
+
+def _write_cases():
+    from tools import support_matrix
+
+    return support_matrix.inplace_write_cases()
+
+
+@pytest.mark.parametrize("case", _write_cases(), ids=[case[0] for case in _write_cases()])
+def test_each_model_shaped_write_of_the_support_matrix_compiles_with_a_dynamic_batch(case):
+    """The support matrix's in-place write cases through trtpack.compile (views, fold, partition, verify): one engine
+    and nothing in PyTorch, except the accumulating index_put, which the matrix's argument pattern keeps out alone."""
+    from tools import support_matrix
+
+    name, fn, make = case
+    model, inputs = support_matrix._Lambda(fn).eval(), make()
+    batch = torch.export.Dim("batch", min=1, max=16)
+    dims = tuple({0: batch} if t.dim() and t.shape[0] == inputs[0].shape[0] else None for t in inputs)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = trtpack.compile(model, inputs, dynamic_shapes=(dims,), targets=TARGETS, fallback=True,
+                                 min_block_size=1, verify=True, cache=False)
+    summary = module.meta["trtpack_summary"]
+    assert summary["refused_by_tensorrt"] == []
+    if name == "index_put_accumulate":
+        [left] = summary["left_in_pytorch"]
+        assert left["op"] == "aten.index_put.default" and "argument pattern" in left["reason"], left
+    else:
+        assert summary["left_in_pytorch"] == [] and len(summary["regions"]) == 1, summary["left_in_pytorch"]
+    for size in (4, 9):  # index_put_accumulate indexes its batch dim at 3
+        resized = _resized(inputs, size, dims)
+        torch.testing.assert_close(module(*resized), model(*resized))
+
+
+def _resized(inputs, size, dims):
+    out = []
+    for tensor, dim in zip(inputs, dims):
+        if dim is None:
+            out.append(tensor)
+        elif tensor.is_floating_point():
+            out.append(torch.randn(size, *tensor.shape[1:]))
+        else:
+            out.append(torch.randint(0, 50, (size, *tensor.shape[1:])))
+    return out
