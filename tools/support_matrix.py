@@ -336,6 +336,18 @@ def _fill_slices(x):
     return out * 2
 
 
+def _bool_mask_column(x):
+    keep = torch.ones_like(x, dtype=torch.bool)
+    keep[:, 0] = False  # fill of a bool column
+    return x.masked_fill(~keep, 0.0)
+
+
+def _int_mask_prefix(ids):
+    mask = torch.ones_like(ids)
+    mask[:, :2] = 0  # an integer attention mask, its prefix cleared
+    return ids * mask
+
+
 def _written(x, write):
     out = x.clone()
     write(out)
@@ -367,6 +379,15 @@ def inplace_write_cases():
         ("copy_into_slice", lambda x, y: _written(x, lambda o: o[:, :4].copy_(y)),
          lambda: (torch.randn(2, 6, 3), torch.randn(2, 4, 3))),
         ("fill_slice", _fill_slices, lambda: (torch.randn(2, 4, 3),)),
+        ("bool_mask_column", _bool_mask_column, lambda: (torch.randn(2, 5),)),
+        ("int_mask_prefix", _int_mask_prefix, lambda: (torch.randint(0, 9, (2, 6)),)),
+        ("two_index_write", lambda x, r, c, v: _written(x, lambda o: o.__setitem__((r, c), v)),
+         lambda: (torch.randn(3, 4), torch.tensor([0, 2]), torch.tensor([1, 3]), torch.randn(2))),
+        ("add_at_index", lambda x, i, v: _written(x, lambda o: o.__setitem__((slice(None), i), o[:, i] + v)),
+         lambda: (torch.randn(2, 6, 3), torch.tensor([1, 4, 5]), torch.randn(2, 3, 3))),
+        # experts' outputs summed back into their tokens (mixture of experts), graph message passing
+        ("index_add", lambda x, i, v: x.index_add(1, i, v) + 1,
+         lambda: (torch.randn(2, 6), torch.tensor([0, 2, 2]), torch.randn(2, 3))),
     ]
 
 

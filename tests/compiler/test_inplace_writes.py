@@ -113,7 +113,8 @@ def _write_cases():
 @pytest.mark.parametrize("case", _write_cases(), ids=[case[0] for case in _write_cases()])
 def test_each_model_shaped_write_of_the_support_matrix_compiles_with_a_dynamic_batch(case):
     """The support matrix's in-place write cases through trtpack.compile (views, fold, partition, verify): one engine
-    and nothing in PyTorch, except the accumulating index_put, which the matrix's argument pattern keeps out alone."""
+    and nothing in PyTorch, except the accumulating writes (index_put with accumulate=True, index_add), which the
+    matrix's argument patterns keep out alone: no build is tried and refused."""
     from tools import support_matrix
 
     name, fn, make = case
@@ -126,7 +127,7 @@ def test_each_model_shaped_write_of_the_support_matrix_compiles_with_a_dynamic_b
                                  min_block_size=1, verify=True, cache=False)
     summary = module.meta["trtpack_summary"]
     assert summary["refused_by_tensorrt"] == []
-    if name == "index_put_accumulate":
+    if name in ("index_put_accumulate", "index_add"):
         [left] = summary["left_in_pytorch"]
         assert left["op"] == "aten.index_put.default" and "argument pattern" in left["reason"], left
     else:
