@@ -6,13 +6,20 @@ and a few model-shaped extra cases for ops no OpInfo sample reaches, a small pro
   1. exported with torch.export (static shapes) and decomposed exactly as trtpack.compile does;
   2. converted by the dynamo ONNX exporter (trtpack.compiler.onnx_export.to_onnx: the bytes TensorRT would get);
   3. run by onnxruntime and compared with PyTorch (onnx_export.verify's tolerances);
-  4. parsed and built by TensorRT-RTX with a static profile; then exported again with the first input's dim 0
-     dynamic and built with a profile over it;
+  4. parsed and built by TensorRT-RTX with a static profile; then exported again with dim 0 dynamic (of the first
+     input and of every input of the same size there: a batch) and built with a profile over it;
   5. again in float16 when float32 passed (and the op has a float16 kernel in PyTorch).
 Each sample is tried with every tensor an input ("inputs"); where that fails, again with only the first tensor an
 input and the others constants of the module ("weights", as a model's filters are). An op is supported when some
 program containing it passed 1-4 (static) in float32; its row lists the dtypes, shapes and forms that passed. An op
 seen only in failing programs keeps the first failure (stage and message) of its smallest program.
+
+Argument patterns (trtpack.compiler.support.pattern: op, tensor dtypes and ranks, non-numeric arguments): every
+program's nodes are keyed by pattern, and a program is recorded while it holds a pattern not yet seen passing. A
+failing program blames the pattern of the node TensorRT's parser named, else its one pattern that passed nowhere in
+the whole run; with two or more such patterns (or none) it blames none, since the matrix cannot tell which one failed.
+A supported op's row lists its blamed patterns (`failing_patterns`, with stage and message): the partitioner keeps
+only nodes of those patterns in PyTorch.
 
 Run: ./bazelw run //tools:support_matrix   (about 10 minutes on 2 cores; --limit N for a quick look)
 The staleness test (tests/compiler/test_support_matrix_fresh.py) compares the recorded versions and hashes.
@@ -112,6 +119,21 @@ def _compute_ops(program) -> list:
     return sorted({op_name(n) for n in program.graph.nodes if support.is_compute_node(n)})
 
 
+def _patterns(program) -> dict:
+    """{node name: [op name, argument pattern]} of the program's compute nodes."""
+    from trtpack.compiler import support
+    from trtpack.compiler.partition import op_name
+    return {n.name: [op_name(n), support.pattern(n)] for n in program.graph.nodes if support.is_compute_node(n)}
+
+
+class _ParserRefused(RuntimeError):
+    """TensorRT's parser refused the model; `indices` are the ONNX nodes it named."""
+
+    def __init__(self, message, indices):
+        super().__init__(message)
+        self.indices = indices
+
+
 def _trt_build(onnx_bytes: bytes, dynamic: bool, inputs) -> None:
     """Parses and builds for sm86 with one profile: static (the example shapes) or dynamic (dim 0 from 1 to 2x)."""
     import tensorrt_rtx as trt
@@ -120,7 +142,8 @@ def _trt_build(onnx_bytes: bytes, dynamic: bool, inputs) -> None:
     network = builder.create_network(0)
     parser = trt.OnnxParser(network, logger)
     if not parser.parse(onnx_bytes):
-        raise RuntimeError("parse: " + "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors)))
+        errors = [parser.get_error(i) for i in range(parser.num_errors)]
+        raise _ParserRefused("parse: " + "; ".join(str(e) for e in errors), [e.node() for e in errors])
     config = builder.create_builder_config()
     config.num_compute_capabilities = 1
     config.set_compute_capability(trt.ComputeCapability.SM86, 0)
@@ -155,7 +178,8 @@ def measure(module, inputs, dynamic=True) -> dict:
     result["ops"] = _compute_ops(program)
     if any(support.draws_random_numbers(n) for n in program.graph.nodes):
         result["onnx"] = "random sampling: an engine cannot reproduce PyTorch's random stream"
-        return result
+        return result  # no patterns: the refusal is support.CONDITIONS's, whatever the arguments
+    result["patterns"] = _patterns(program)
     onnx = {}
     for stage, run in (("onnx", lambda: onnx.setdefault("static", onnx_export.to_onnx(program).data)),
                        ("onnxruntime", lambda: onnx_export.verify(onnx["static"], program.module(), inputs, "op")),
@@ -164,12 +188,15 @@ def measure(module, inputs, dynamic=True) -> dict:
             run()
         except Exception as e:
             result[stage] = _short(e)
+            named = [onnx_export.fx_node_name(onnx["static"], i) for i in getattr(e, "indices", [])]
+            result["blamed"] = sorted({n for n in named if n in result["patterns"]})
             if stage != "onnxruntime":  # a numeric mismatch still lets TensorRT's verdict be measured
                 return result
             continue
         result[stage] = "ok"
     if dynamic and result["static"] == "ok" and inputs and inputs[0].dim() and inputs[0].shape[0] > 1:
-        spec = ({0: torch.export.Dim.AUTO},) + (None,) * (len(inputs) - 1)
+        batch = inputs[0].shape[0]  # every input with the first one's dim 0 (a model's batch) is dynamic there
+        spec = tuple({0: torch.export.Dim.AUTO} if t.dim() and t.shape[0] == batch else None for t in inputs)
         try:
             dynamic = export_program(module, inputs, {}, dynamic_shapes=(spec,))
             if not dynamic.range_constraints:
@@ -249,6 +276,118 @@ def extra_cases():
          lambda: (torch.randn(2, 8, 8),)),
         ("zeros_bias", lambda x: x + torch.zeros(x.shape[-1]), lambda: (torch.randn(2, 8),)),
         ("new_ones_scale", lambda x: x * x.new_ones(x.shape[-1]), lambda: (torch.randn(2, 8),)),
+        # image borders as conv nets pad them (OpInfo's first samples are 3-d, or pad by negative amounts)
+        ("replicate_pad", lambda x: F.pad(x, (1, 1, 2, 2), mode="replicate"), lambda: (x4(),)),
+        ("reflect_pad", lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect"), lambda: (x4(),)),
+        *inplace_write_cases(),
+    ]
+
+
+def _shifted_window_mask(x):
+    """Swin's attention mask for shifted windows, written slice by slice into a buffer sized from the input (so it
+    is computed per call, not folded), then compared window against window and filled with masked_fill."""
+    batch, height, width, _ = x.shape
+    regions = torch.zeros_like(x[..., :1])
+    count = 0
+    for rows in (slice(0, -4), slice(-4, -2), slice(-2, None)):
+        for cols in (slice(0, -4), slice(-4, -2), slice(-2, None)):
+            regions[:, rows, cols, :] = count
+            count += 1
+    windows = regions.view(batch, height // 4, 4, width // 4, 4, 1).permute(0, 1, 3, 2, 4, 5).reshape(-1, 16)
+    mask = windows.unsqueeze(1) - windows.unsqueeze(2)
+    mask = mask.masked_fill(mask != 0, -100.0).masked_fill(mask == 0, 0.0)
+    return x.sum(-1).reshape(-1, 16).unsqueeze(-1) + mask
+
+
+def _shift_tokens_right(ids):
+    """A decoder's inputs from its labels (BART, T5): copy into a slice, a start token, padding for -100."""
+    shifted = ids.new_zeros(ids.shape)
+    shifted[:, 1:] = ids[:, :-1].clone()
+    shifted[:, 0] = 2
+    shifted.masked_fill_(shifted == -100, 0)
+    return shifted * 3
+
+
+def _start_token_from_tensor(ids, start):
+    shifted = ids.clone()
+    shifted[:, 1:] = ids[:, :-1]
+    shifted[:, 0] = start[0]  # a 0-d tensor written into a column: fill.Tensor
+    return shifted + 1
+
+
+class _CausalScores(torch.nn.Module):
+    """GPT-2's attention: a causal mask buffer sliced to the sequence, the scores masked in place."""
+
+    def __init__(self):
+        super().__init__()
+        self.register_buffer("bias", torch.tril(torch.ones(16, 16, dtype=torch.bool)).view(1, 1, 16, 16))
+
+    def forward(self, q, k):
+        length = q.shape[-2]
+        scores = q @ k.transpose(-1, -2)
+        scores.masked_fill_(~self.bias[:, :, :length, :length], float("-inf"))
+        return scores.softmax(-1)
+
+
+def _fill_slices(x):
+    out = x.clone()
+    out[:, 0].fill_(0.5)            # fill.Scalar into a row
+    out[:, -1] = x[:, 0, 0].sum()   # a computed 0-d tensor into a row: fill.Tensor
+    return out * 2
+
+
+def _bool_mask_column(x):
+    keep = torch.ones_like(x, dtype=torch.bool)
+    keep[:, 0] = False  # fill of a bool column
+    return x.masked_fill(~keep, 0.0)
+
+
+def _int_mask_prefix(ids):
+    mask = torch.ones_like(ids)
+    mask[:, :2] = 0  # an integer attention mask, its prefix cleared
+    return ids * mask
+
+
+def _written(x, write):
+    out = x.clone()
+    write(out)
+    return out + 1
+
+
+def inplace_write_cases():
+    """In-place writes as models make them (issue 22): each becomes fill / index_put / masked_fill / slice_scatter /
+    select_scatter / copy in the exported program; measured with a dynamic batch like the rest."""
+    causal = _CausalScores().eval()
+    return [
+        ("shifted_window_mask", _shifted_window_mask, lambda: (torch.randn(2, 8, 8, 3),)),
+        ("shift_tokens_right", _shift_tokens_right, lambda: (torch.randint(0, 50, (2, 7)),)),
+        ("start_token_tensor", _start_token_from_tensor, lambda: (torch.randint(0, 50, (2, 7)), torch.tensor([5]))),
+        ("causal_scores_masked_fill_", lambda q, k: causal(q, k),
+         lambda: (torch.randn(2, 2, 8, 4), torch.randn(2, 2, 8, 4))),
+        ("index_put_tensor_index", lambda x, i, v: _written(x, lambda o: o.__setitem__((slice(None), i), v)),
+         lambda: (torch.randn(2, 6, 4), torch.tensor([0, 3, 5]), torch.randn(2, 3, 4))),
+        ("index_put_accumulate", lambda x, i, v: x.index_put((i,), v, accumulate=True) + 1,
+         lambda: (torch.randn(6, 4), torch.tensor([0, 3, 0]), torch.randn(3, 4))),
+        ("bool_mask_write", lambda x: _written(x, lambda o: o.__setitem__(o < 0, 0.0)),
+         lambda: (torch.randn(2, 6, 4),)),
+        ("select_write", lambda x, y: _written(x, lambda o: o.__setitem__((slice(None), slice(None), 0), y)),
+         lambda: (torch.randn(2, 3, 5), torch.randn(2, 3))),
+        ("slice_write", lambda x, y: _written(x, lambda o: o.__setitem__((slice(None), slice(1, 3)), y)),
+         lambda: (torch.randn(2, 5, 4), torch.randn(2, 2, 4))),
+        ("strided_slice_write", lambda x, y: _written(x, lambda o: o.__setitem__((Ellipsis, slice(None, None, 2)), y)),
+         lambda: (torch.randn(2, 3, 6), torch.randn(2, 3, 3))),
+        ("copy_into_slice", lambda x, y: _written(x, lambda o: o[:, :4].copy_(y)),
+         lambda: (torch.randn(2, 6, 3), torch.randn(2, 4, 3))),
+        ("fill_slice", _fill_slices, lambda: (torch.randn(2, 4, 3),)),
+        ("bool_mask_column", _bool_mask_column, lambda: (torch.randn(2, 5),)),
+        ("int_mask_prefix", _int_mask_prefix, lambda: (torch.randint(0, 9, (2, 6)),)),
+        ("two_index_write", lambda x, r, c, v: _written(x, lambda o: o.__setitem__((r, c), v)),
+         lambda: (torch.randn(3, 4), torch.tensor([0, 2]), torch.tensor([1, 3]), torch.randn(2))),
+        ("add_at_index", lambda x, i, v: _written(x, lambda o: o.__setitem__((slice(None), i), o[:, i] + v)),
+         lambda: (torch.randn(2, 6, 3), torch.tensor([1, 4, 5]), torch.randn(2, 3, 3))),
+        # experts' outputs summed back into their tokens (mixture of experts), graph message passing
+        ("index_add", lambda x, i, v: x.index_add(1, i, v) + 1,
+         lambda: (torch.randn(2, 6), torch.tensor([0, 2, 2]), torch.randn(2, 3))),
     ]
 
 
@@ -323,6 +462,7 @@ def _half(inputs):
 
 def run(limit=None, log=print, checkpoint=None) -> dict:
     rows, passed_everywhere = {}, set()
+    passed, failures = set(), []  # (op, pattern) pairs seen passing; failing programs' candidate pairs
     started = time.perf_counter()
     all_cases = cases(limit)
     for index, (name, dtype, make) in enumerate(all_cases):
@@ -333,7 +473,8 @@ def run(limit=None, log=print, checkpoint=None) -> dict:
                 continue  # the sample passed with every tensor an input: constants add nothing
             result = measure(module, inputs)
             ops = result.get("ops")
-            if not ops or set(ops) <= passed_everywhere:
+            pairs = {tuple(pair) for pair in result.get("patterns", {}).values()}
+            if not ops or (set(ops) <= passed_everywhere and pairs <= passed):
                 continue  # nothing new to learn from this program
             passed_as_inputs = form == "inputs" and result.get("static") == "ok"
             half = None
@@ -345,11 +486,58 @@ def run(limit=None, log=print, checkpoint=None) -> dict:
                 except Exception as e:
                     half = {"export": _short(e)}
             _record(rows, name, dtype, form, result, half, passed_everywhere)
+            for measured, stages in ((result, ("onnx", "onnxruntime", "static")), (half, ("onnx", "static"))):
+                _learn_patterns(measured, stages, name, passed, failures)
             log(f"[{index + 1}/{len(all_cases)} {time.perf_counter() - started:.0f}s] {name} ({dtype}, {form}): "
                 f"{', '.join(ops)} -> {'ok' if result.get('static') == 'ok' else _first_failure(result)[0]}")
         if checkpoint:
-            checkpoint(rows, f"{index + 1} of {len(all_cases)}")
-    return rows
+            checkpoint(_with_failing_patterns(rows, passed, failures), f"{index + 1} of {len(all_cases)}")
+    return _with_failing_patterns(rows, passed, failures)
+
+
+def _learn_patterns(result, stages, case, passed, failures) -> None:
+    """Notes the (op, pattern) pairs of a measured program: all passed, or the program failed (with the pairs the
+    parser named, if it named any)."""
+    if not result or not result.get("patterns"):
+        return
+    pairs = {node: tuple(pair) for node, pair in result["patterns"].items()}
+    if all(result.get(s) == "ok" for s in stages):
+        passed.update(pairs.values())
+        return
+    stage, message = _first_failure(result)
+    if stage not in stages:
+        return
+    if stage == "onnxruntime":  # what PyTorch leaves uninitialised differs anyway; no numeric verdict on it
+        pairs = {node: pair for node, pair in pairs.items() if pair[0] not in UNINITIALISED}
+    failures.append({"pairs": sorted(set(pairs.values())),
+                     "named": sorted({pairs[n] for n in result.get("blamed", []) if n in pairs}),
+                     "stage": stage, "message": message, "case": case})
+
+
+# Ops whose output is memory PyTorch does not initialise: onnxruntime's numbers cannot match them.
+UNINITIALISED = frozenset({"aten.empty.memory_format", "aten.empty_like.default", "aten.empty_strided.default",
+                           "aten.empty_permuted.default", "aten.new_empty.default", "aten.new_empty_strided.default"})
+
+
+MAX_FAILING_PATTERNS = 8  # per op, in the order the run met them
+
+
+def _with_failing_patterns(rows, passed, failures) -> dict:
+    """rows with each supported op's `failing_patterns`: the patterns failing programs blame (the parser's named
+    node's, else the program's one pattern that passed nowhere) and that no program passed with."""
+    blamed = {}
+    for failure in failures:
+        candidates = [p for p in (failure["named"] or failure["pairs"]) if p not in passed]
+        if failure["named"] or len(candidates) == 1:
+            for op, key in candidates:
+                blamed.setdefault(op, {}).setdefault(key, {k: failure[k] for k in ("stage", "message", "case")})
+    out = {}
+    for op, row in rows.items():
+        row = {k: v for k, v in row.items() if k != "failing_patterns"}
+        if row["supported"] and blamed.get(op):
+            row["failing_patterns"] = dict(list(blamed[op].items())[:MAX_FAILING_PATTERNS])
+        out[op] = row
+    return out
 
 
 def _first_failure(result) -> tuple:
@@ -393,7 +581,8 @@ ABOUT = ("GENERATED by tools/support_matrix.py (./bazelw run //tools:support_mat
          "(one row a line): supported (ONNX export, onnxruntime numerics and a TensorRT-RTX build all passed for some "
          "program containing it), the dtypes, shapes (static, dynamic batch) and forms (inputs: every tensor an input; "
          "weights: only the first, the others constants) that passed, the programs (OpInfo samples) that measured it, "
-         "and for an unsupported op the first failure of its smallest program.")
+         "for an unsupported op the first failure of its smallest program, and for a supported one the argument "
+         "patterns (trtpack.compiler.support.pattern) that failed and never passed (failing_patterns).")
 
 
 def dumps(matrix: dict) -> str:

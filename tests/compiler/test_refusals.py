@@ -113,6 +113,7 @@ def test_a_build_refusal_naming_no_node_is_found_by_bisection(fake_rtx):
     assert [(r["node"], r["stage"], r["reason"]) for r in summary["refused_by_tensorrt"]] == [
         ("sigmoid", "build", "refused by TensorRT while building (build): fake builder: no tactic for Sigmoid")]
     assert len(summary["regions"]) == 2 and summary["ops_in_engines"] == 5
+    assert summary["seconds"]["refusals"] > 0  # the refused attempt and the bisection, a stage of their own
     assert len(engine_calls(module)) == 2
     assert [n.target for n in module.graph.nodes if n.op == "call_function" and "sigmoid" in str(n.target)] == \
         [torch.ops.aten.sigmoid.default]

@@ -26,6 +26,11 @@ def test_the_partitioner_table_is_the_matrix():
     assert table == {name for name in supported if support._overload(name) is not None}
     for name, row in MATRIX["ops"].items():
         assert row["supported"] or row["failure"]["stage"], f"{name}: an unsupported row must say which stage failed"
+    for name, row in MATRIX["ops"].items():  # a failing pattern narrows a supported op, with the stage and reason
+        for key, failure in row.get("failing_patterns", {}).items():
+            assert row["supported"] and key.startswith(name + "(") and failure["stage"] and failure["message"], key
+    assert {support.name_of(op) for op in support.FAILING_PATTERNS} == {
+        name for name, row in MATRIX["ops"].items() if row.get("failing_patterns") and support._overload(name)}
     # conditions only narrow measured ops; they never add one
     assert all(op in support.MEASURED for op in support.CONDITIONS if op in support.TABLE)
 

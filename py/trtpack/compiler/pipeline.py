@@ -12,7 +12,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 from trtpack.compiler import (assemble, build, decomposition, fold, onnx_export, partition as partitioning,
-                              program_cache, reexport, support)
+                              program_cache, reexport, support, views)
 from trtpack.compiler.backends import get_backend
 from trtpack.compiler.export import export_program
 from trtpack.compiler.progress import Progress
@@ -58,6 +58,8 @@ def prepare(program, arg_inputs, kwarg_inputs, min_block_size, progress, verify,
     if fold_constants:
         with progress.stage("fold"):
             folded = fold.fold(gm)
+    with progress.stage("views"):  # partition would do it first; its own stage so that its cost shows
+        views.resolve(gm)
     with progress.stage("partition"):
         parts = partitioning.partition(gm, min_block_size)
         flat_inputs = pytree.tree_leaves((arg_inputs, kwarg_inputs))
@@ -121,9 +123,11 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     parts, symbols = prepared.parts, prepared.symbols
 
     engines, left_out, refused = {}, [vars(item) for item in parts.left_out], []
+    refusal_seconds = 0.0  # regions TensorRT refused: the failed attempt, finding the node, splitting
     queue = list(parts.regions)
     while queue:
         name = queue.pop(0)
+        attempt = time.perf_counter()
         try:
             with progress.stage(f"{name} ({sum(parts.region_ops[name].values())} ops)"):
                 engines[name] = compile_region(
@@ -133,17 +137,19 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
         except onnx_export.VerificationError:
             raise
         except build.RefusedByTensorRT as error:
+            pieces = None
             if len(refused) < MAX_REFUSALS:
                 pieces = _without_refused(prepared, name, error, symbols, chosen, targets, min_block_size, progress)
-                if pieces is not None:
-                    refused += pieces.refused
-                    left_out += pieces.refused + [vars(item) for item in pieces.left_out]
-                    parts.region_ops.update(pieces.region_ops)
-                    queue[:0] = pieces.regions
-                    if verify:
-                        prepared.region_inputs.update(example_region_inputs(
-                            prepared.gm, pytree.tree_leaves((arg_inputs, kwarg_inputs)), pieces.regions))
-                    continue
+            refusal_seconds += time.perf_counter() - attempt
+            if pieces is not None:
+                refused += pieces.refused
+                left_out += pieces.refused + [vars(item) for item in pieces.left_out]
+                parts.region_ops.update(pieces.region_ops)
+                queue[:0] = pieces.regions
+                if verify:
+                    prepared.region_inputs.update(example_region_inputs(
+                        prepared.gm, pytree.tree_leaves((arg_inputs, kwarg_inputs)), pieces.regions))
+                continue
             log.warning("%s stays in PyTorch: %s", name, error)
             left_out += [{"node": name, "op": op, "count": count, "reason": str(error), "location": ""}
                          for op, count in parts.region_ops[name].items()]
@@ -169,8 +175,8 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
     input_check.install(lowered)
     error_translation.translate_errors(lowered, ranges)
     summary = _summary(parts, engines, left_out, refused, chosen, targets, fallback, min_block_size, {
-        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "fold", "partition", "lower")},
-        "program_cache": key_seconds})
+        **{stage: progress.seconds[stage] for stage in ("export", "decompose", "fold", "views", "partition", "lower")},
+        "refusals": refusal_seconds, "program_cache": key_seconds})
     summary["program_cache"] = "miss" if program_key else "off"
     summary["folded"] = prepared.folded.summary()  # subgraphs of weights and static sizes computed once, here
     if program_key:

@@ -7,7 +7,10 @@ In a functional (exported, decomposed) graph:
   cast to dst's dtype and expanded to its shape;
 - `detach(x)` is x;
 - `fill.Tensor(dst, v)` with a 0-d `v` is `v` cast to dst's dtype and expanded to its shape (a token shifted into
-  place, `shifted[:, 0] = start_id`).
+  place, `shifted[:, 0] = start_id`);
+- `index_put(x, [mask], v)` with one boolean mask over x's leading dims and a `v` that broadcasts over the rest
+  (`x[x < 0] = 0`, `scores[mask] = -inf`) is `where(mask, v, x)`: TensorRT has no NonZero, which the exporter's
+  boolean indexing needs, and the output size no longer depends on the data.
 Anything else is left as it is (and the support table decides).
 """
 import torch
@@ -79,6 +82,39 @@ def _filled(graph, dst: Node, fill: Node) -> Node:
     return graph.call_function(aten.clone.default, (out,))
 
 
+def _same_size(a, b) -> bool:
+    if isinstance(a, torch.SymInt) or isinstance(b, torch.SymInt):
+        return isinstance(a, torch.SymInt) and isinstance(b, torch.SymInt) and a.node.expr == b.node.expr
+    return int(a) == int(b)
+
+
+def _mask_write(node: Node) -> bool:
+    """index_put(x, [mask], v, accumulate=False): one bool mask over x's leading dims, v broadcasting over the rest."""
+    x, indices = _value(node.args[0]), node.args[1]
+    accumulate = node.args[3] if len(node.args) > 3 else node.kwargs.get("accumulate", False)
+    if accumulate or x is None or len(indices) != 1 or not isinstance(indices[0], Node):
+        return False
+    mask, values = _value(indices[0]), _value(node.args[2])
+    if mask is None or values is None or mask.dtype != torch.bool or values.dtype != x.dtype:
+        return False
+    rest = x.shape[mask.dim():]
+    if mask.dim() > x.dim() or not all(_same_size(m, s) for m, s in zip(mask.shape, x.shape)):
+        return False
+    if values.dim() > len(rest):
+        return False
+    return all(not isinstance(v, torch.SymInt) and int(v) == 1 or _same_size(v, r)
+               for v, r in zip(reversed(values.shape), reversed(rest)))
+
+
+def _where_mask(graph, node: Node) -> Node:
+    x, mask, values = node.args[0], node.args[1][0], node.args[2]
+    for _ in range(_value(x).dim() - _value(mask).dim()):  # the mask's dims line up with x's leading dims
+        mask_value = _value(mask).unsqueeze(-1)
+        mask = graph.call_function(aten.unsqueeze.default, (mask, -1))
+        mask.meta["val"] = mask_value
+    return graph.call_function(aten.where.self, (mask, values, x))
+
+
 def resolve(gm: GraphModule) -> int:
     """Rewrites the graph in place; returns how many nodes were rewritten."""
     graph, count = gm.graph, 0
@@ -107,6 +143,8 @@ def resolve(gm: GraphModule) -> int:
             graph.erase_node(dst)
         elif node.target is aten.fill.Tensor and _value(node.args[1]) is not None and _value(node.args[1]).dim() == 0:
             _replace(gm, node, lambda: _filled(graph, node.args[0], node.args[1]))
+        elif node.target is aten.index_put.default and _mask_write(node):
+            _replace(gm, node, lambda: _where_mask(graph, node))
         else:
             continue
         count += 1
