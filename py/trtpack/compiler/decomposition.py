@@ -9,7 +9,7 @@ import operator
 
 import torch
 
-from trtpack.compiler import identifiers
+from trtpack.compiler import identifiers, symbolic
 from trtpack.compiler.onnx_export import onnx_registry
 from trtpack.errors import UnsupportedGraphError
 
@@ -100,20 +100,27 @@ def decompose(program: torch.export.ExportedProgram) -> torch.export.ExportedPro
     """program.run_decompositions(table()); a failure inside torch raises UnsupportedGraphError. A view that fails
     only because of the strides a decomposition produced is retried once as a reshape
     (_decompose_with_views_as_reshapes). State named with what generated code cannot use (`block1-0`, `class`) is
-    renamed first (identifiers.with_safe_state_names): torch's own code generation would fail on it."""
+    renamed first (identifiers.with_safe_state_names): torch's own code generation would fail on it. Run-time size
+    checks that hold at every size the program accepts are erased after (symbolic.drop_size_checks_that_hold)."""
     program = identifiers.with_safe_state_names(program)
     try:
-        return program.run_decompositions(table())
+        decomposed = program.run_decompositions(table())
     except Exception as error:  # torch raises ValueError, RuntimeError, TorchRuntimeError...: all mean the same here
         node = failing_node(error)
+        decomposed = None
         if node is not None and node.target is torch.ops.aten.view.default:
-            retried = _decompose_with_views_as_reshapes(program)
-            if retried is not None:
-                return retried
-        op = str(node.target) if node is not None else "an unknown op"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnsupportedGraphError(
-            f"trtpack: torch's decomposition (stage: decompose) failed on {op}"
-            f"{f' (node {node.name})' if node is not None else ''} at {_user_line(node)}: {type(error).__name__}: "
-            f"{first}. This is inside torch, not trtpack: try another attention/implementation option of the model "
-            "(e.g. attn_implementation='eager'), or export it yourself and pass the ExportedProgram.") from error
+            decomposed = _decompose_with_views_as_reshapes(program)
+        if decomposed is None:
+            _raise_decomposition_error(error, node)
+    symbolic.drop_size_checks_that_hold(decomposed)
+    return decomposed
+
+
+def _raise_decomposition_error(error, node):
+    op = str(node.target) if node is not None else "an unknown op"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise UnsupportedGraphError(
+        f"trtpack: torch's decomposition (stage: decompose) failed on {op}"
+        f"{f' (node {node.name})' if node is not None else ''} at {_user_line(node)}: {type(error).__name__}: "
+        f"{first}. This is inside torch, not trtpack: try another attention/implementation option of the model "
+        "(e.g. attn_implementation='eager'), or export it yourself and pass the ExportedProgram.") from error
