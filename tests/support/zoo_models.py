@@ -162,6 +162,15 @@ def timm_mixer():
     return model, (_images(),), {}, ({0: BATCH},)
 
 
+def timm_volo():
+    import_torchvision()
+    from timm.models.volo import VOLO
+    model = VOLO(layers=(1, 1, 1, 1), img_size=32, patch_size=8, stem_hidden_dim=16, embed_dims=(32, 32, 32, 32),
+                 num_heads=(1, 1, 2, 2), outlook_attention=(True, False, False, False),
+                 downsamples=(True, False, False, False), num_classes=10)
+    return model, (_images(),), {}, ({0: BATCH},)
+
+
 def segformer():
     import_torchvision()  # transformers imports it too, where present
     from transformers import SegformerConfig, SegformerForSemanticSegmentation
@@ -299,6 +308,7 @@ ZOO = [
     Entry("video_r2plus1d", "torchvision video (3-D convolutions)", "torchvision", video_r2plus1d, ci=False),
     Entry("regnet", "torchvision CNN with dashed module names (block1-0)", "torchvision", regnet, ci=False),
     Entry("timm_mixer", "timm MLP-Mixer", "timm", timm_mixer, ci=False),
+    Entry("timm_volo", "timm outlook attention (unfold / fold)", "timm", timm_volo, ci=False),
     Entry("segformer", "transformers semantic segmentation head", "transformers", segformer, ci=False),
     Entry("detr", "transformers detection head (DETR, ResNet backbone)", "transformers", detr, ci=False),
     Entry("yolos", "transformers detection head (ViT)", "transformers", yolos, ci=False),

@@ -21,8 +21,32 @@ def table():
         from torch.onnx._internal.exporter import _decomp
     except ImportError:
         return None
-    kept_whole = set(_decomp.get_onnx_implemented_overloads(onnx_registry()))
-    return _decomp.create_onnx_friendly_decomposition_table(kept_whole)
+    kept_whole = set(_decomp.get_onnx_implemented_overloads(onnx_registry())) - set(OWN)
+    return {**_decomp.create_onnx_friendly_decomposition_table(kept_whole), **OWN}
+
+
+def _col2im(columns, output_size, kernel_size, dilation, padding, stride):
+    """F.fold (col2im) as one grouped transposed convolution whose filters are one-hot: column (c, i, j) of a block
+    lands at kernel offset (i, j) of channel c, and the overlaps add up, as fold adds them. TensorRT has no Col2Im
+    (its parser refuses the ONNX op); a deconvolution it builds. The filters read only static sizes: fold.py makes
+    them a constant."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    batched = columns.dim() == 3
+    columns = columns if batched else columns.unsqueeze(0)
+    blocks_h = (output_size[0] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    blocks_w = (output_size[1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    channels = columns.shape[1] // (kh * kw)
+    one_hot = torch.eye(kh * kw, dtype=columns.dtype, device=columns.device).reshape(kh * kw, 1, kh, kw)
+    extra = [size - ((blocks - 1) * s - 2 * p + d * (k - 1) + 1) for size, blocks, s, p, d, k in
+             zip(output_size, (blocks_h, blocks_w), stride, padding, dilation, kernel_size)]
+    image = torch.ops.aten.convolution.default(
+        columns.reshape(columns.shape[0], channels * kh * kw, blocks_h, blocks_w), one_hot.repeat(channels, 1, 1, 1),
+        None, list(stride), list(padding), list(dilation), True, extra, channels)
+    return image if batched else image.squeeze(0)
+
+
+# Decompositions of trtpack's own, for ops the exporter would keep whole and TensorRT cannot build.
+OWN = {torch.ops.aten.col2im.default: _col2im}
 
 
 def failing_node(error: BaseException):
