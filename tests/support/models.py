@@ -136,6 +136,30 @@ class TokensAfterCustomOp(nn.Module):
         return self.mlp(channel_roll(tokens.unsqueeze(1)).squeeze(1))
 
 
+class DenseExperts(nn.Module):
+    """Every token through every expert, weighted by a top-1 router, summed in place (Llama 4's dense mixture of
+    experts): torch.export emits a guard over the batch it cannot prove (8*b*min(32, 256*b) == 256*b), though it
+    holds for every batch."""
+
+    def __init__(self, experts=4, dim=32):
+        super().__init__()
+        self.router = nn.Linear(dim, experts, bias=False)
+        self.weight = nn.Parameter(torch.randn(experts, dim, dim) / dim ** 0.5)
+        self.shared = nn.Linear(dim, dim)
+
+    def forward(self, x):
+        experts, dim = self.weight.shape[0], self.weight.shape[1]
+        tokens = x.reshape(-1, dim)
+        logits = self.router(tokens)
+        top, index = torch.topk(logits, 1, dim=1)
+        scores = torch.sigmoid(torch.full_like(logits, float("-inf")).scatter(1, index, top))
+        routed = tokens.repeat(experts, 1) * scores.transpose(0, 1).reshape(-1, 1)
+        routed = torch.bmm(routed.view(experts, -1, dim), self.weight).view(-1, dim)
+        out = self.shared(tokens)
+        out.add_(routed.reshape(experts, -1, dim).sum(dim=0))
+        return out.reshape(x.shape)
+
+
 def eval_model(cls):
     torch.manual_seed(0)
     model = cls().eval()

@@ -9,7 +9,7 @@ import operator
 
 import torch
 
-from trtpack.compiler import identifiers
+from trtpack.compiler import identifiers, symbolic
 from trtpack.compiler.onnx_export import onnx_registry
 from trtpack.errors import UnsupportedGraphError
 
@@ -21,8 +21,32 @@ def table():
         from torch.onnx._internal.exporter import _decomp
     except ImportError:
         return None
-    kept_whole = set(_decomp.get_onnx_implemented_overloads(onnx_registry()))
-    return _decomp.create_onnx_friendly_decomposition_table(kept_whole)
+    kept_whole = set(_decomp.get_onnx_implemented_overloads(onnx_registry())) - set(OWN)
+    return {**_decomp.create_onnx_friendly_decomposition_table(kept_whole), **OWN}
+
+
+def _col2im(columns, output_size, kernel_size, dilation, padding, stride):
+    """F.fold (col2im) as one grouped transposed convolution whose filters are one-hot: column (c, i, j) of a block
+    lands at kernel offset (i, j) of channel c, and the overlaps add up, as fold adds them. TensorRT has no Col2Im
+    (its parser refuses the ONNX op); a deconvolution it builds. The filters read only static sizes: fold.py makes
+    them a constant."""
+    (kh, kw), (dh, dw), (ph, pw), (sh, sw) = kernel_size, dilation, padding, stride
+    batched = columns.dim() == 3
+    columns = columns if batched else columns.unsqueeze(0)
+    blocks_h = (output_size[0] + 2 * ph - dh * (kh - 1) - 1) // sh + 1
+    blocks_w = (output_size[1] + 2 * pw - dw * (kw - 1) - 1) // sw + 1
+    channels = columns.shape[1] // (kh * kw)
+    one_hot = torch.eye(kh * kw, dtype=columns.dtype, device=columns.device).reshape(kh * kw, 1, kh, kw)
+    extra = [size - ((blocks - 1) * s - 2 * p + d * (k - 1) + 1) for size, blocks, s, p, d, k in
+             zip(output_size, (blocks_h, blocks_w), stride, padding, dilation, kernel_size)]
+    image = torch.ops.aten.convolution.default(
+        columns.reshape(columns.shape[0], channels * kh * kw, blocks_h, blocks_w), one_hot.repeat(channels, 1, 1, 1),
+        None, list(stride), list(padding), list(dilation), True, extra, channels)
+    return image if batched else image.squeeze(0)
+
+
+# Decompositions of trtpack's own, for ops the exporter would keep whole and TensorRT cannot build.
+OWN = {torch.ops.aten.col2im.default: _col2im}
 
 
 def failing_node(error: BaseException):
@@ -100,20 +124,27 @@ def decompose(program: torch.export.ExportedProgram) -> torch.export.ExportedPro
     """program.run_decompositions(table()); a failure inside torch raises UnsupportedGraphError. A view that fails
     only because of the strides a decomposition produced is retried once as a reshape
     (_decompose_with_views_as_reshapes). State named with what generated code cannot use (`block1-0`, `class`) is
-    renamed first (identifiers.with_safe_state_names): torch's own code generation would fail on it."""
+    renamed first (identifiers.with_safe_state_names): torch's own code generation would fail on it. Run-time size
+    checks that hold at every size the program accepts are erased after (symbolic.drop_size_checks_that_hold)."""
     program = identifiers.with_safe_state_names(program)
     try:
-        return program.run_decompositions(table())
+        decomposed = program.run_decompositions(table())
     except Exception as error:  # torch raises ValueError, RuntimeError, TorchRuntimeError...: all mean the same here
         node = failing_node(error)
+        decomposed = None
         if node is not None and node.target is torch.ops.aten.view.default:
-            retried = _decompose_with_views_as_reshapes(program)
-            if retried is not None:
-                return retried
-        op = str(node.target) if node is not None else "an unknown op"
-        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-        raise UnsupportedGraphError(
-            f"trtpack: torch's decomposition (stage: decompose) failed on {op}"
-            f"{f' (node {node.name})' if node is not None else ''} at {_user_line(node)}: {type(error).__name__}: "
-            f"{first}. This is inside torch, not trtpack: try another attention/implementation option of the model "
-            "(e.g. attn_implementation='eager'), or export it yourself and pass the ExportedProgram.") from error
+            decomposed = _decompose_with_views_as_reshapes(program)
+        if decomposed is None:
+            _raise_decomposition_error(error, node)
+    symbolic.drop_size_checks_that_hold(decomposed)
+    return decomposed
+
+
+def _raise_decomposition_error(error, node):
+    op = str(node.target) if node is not None else "an unknown op"
+    first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+    raise UnsupportedGraphError(
+        f"trtpack: torch's decomposition (stage: decompose) failed on {op}"
+        f"{f' (node {node.name})' if node is not None else ''} at {_user_line(node)}: {type(error).__name__}: "
+        f"{first}. This is inside torch, not trtpack: try another attention/implementation option of the model "
+        "(e.g. attn_implementation='eager'), or export it yourself and pass the ExportedProgram.") from error

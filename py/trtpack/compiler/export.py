@@ -26,12 +26,32 @@ def export_program(model, arg_inputs=(), kwarg_inputs=None, *, dynamic_shapes=No
                 "Pass dynamic_shapes to torch.export.export instead, or pass the nn.Module.")
         program = model
     elif isinstance(model, torch.nn.Module):
-        try:
-            program = torch.export.export(model, tuple(arg_inputs), kwargs=dict(kwarg_inputs or {}),
-                                          dynamic_shapes=dynamic_shapes, strict=False)
-        except Exception as error:  # torch.export raises many types; all mean "this model does not export"
-            raise UnsupportedGraphError(f"trtpack: torch.export could not export the model: {error}") from error
+        program = _export_module(model, tuple(arg_inputs), dict(kwarg_inputs or {}), dynamic_shapes)
     else:
         raise UnsupportedGraphError(
             f"trtpack: expected a torch.nn.Module or a torch.export.ExportedProgram, not {type(model).__name__}.")
     return decompose_program(program) if decompose else program
+
+
+def _export_module(model, args, kwargs, dynamic_shapes) -> torch.export.ExportedProgram:
+    """torch.export.export (non-strict). Where torch reports a guard it cannot prove for the whole range of a dynamic
+    dim (a constraint violation), the model is exported again with that guard as a run-time check instead
+    (prefer_deferred_runtime_asserts_over_guards); decomposition erases each check that holds at every size in the
+    range (symbolic.drop_size_checks_that_hold), and one that can fail stays in PyTorch and checks every call. A model
+    that does not export that way either raises torch's first error."""
+    try:
+        return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes, strict=False)
+    except Exception as error:  # torch.export raises many types; all mean "this model does not export"
+        first = error
+    if dynamic_shapes is not None and _is_constraint_violation(first):
+        try:
+            return torch.export.export(model, args, kwargs=kwargs, dynamic_shapes=dynamic_shapes, strict=False,
+                                       prefer_deferred_runtime_asserts_over_guards=True)
+        except Exception:  # noqa: BLE001  (torch's first error says more)
+            pass
+    raise UnsupportedGraphError(f"trtpack: torch.export could not export the model: {first}") from first
+
+
+def _is_constraint_violation(error) -> bool:
+    from torch._dynamo.exc import UserError, UserErrorType
+    return isinstance(error, UserError) and error.error_type is UserErrorType.CONSTRAINT_VIOLATION

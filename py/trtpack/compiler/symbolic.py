@@ -2,6 +2,7 @@
 
 The expression grammar (docs/FORMAT.md): integers, symbol names, binary + - * // %, parentheses, max(a,b), min(a,b).
 """
+import functools
 import re
 
 import sympy
@@ -147,3 +148,57 @@ def to_expression(expr, names) -> str:
     raise UnsupportedGraphError(
         f"trtpack: the size expression {expr} ({type(expr).__name__}) cannot be written in the engine record; "
         "this region stays in PyTorch")
+
+
+# How many combinations of sizes drop_size_checks_that_hold evaluates per check before it keeps the check instead.
+MAX_CHECKED_SIZES = 1 << 16
+
+
+def _size_range(program, symbol):
+    """The sizes a compiled program accepts for `symbol`, as SymbolTable gives its profile; None if not an input's."""
+    bounds = program.range_constraints.get(symbol)
+    if bounds is None:
+        return None
+    low = 1 if _is_infinite(bounds.lower) else max(int(bounds.lower), 1)
+    high = DEFAULT_MAX_DIM if _is_infinite(bounds.upper) else int(bounds.upper)
+    return range(low, max(high, low) + 1)
+
+
+def _holds_everywhere(program, expr) -> bool:
+    """True when sympy `expr` is true at every combination of sizes the program accepts (at most MAX_CHECKED_SIZES)."""
+    import itertools
+
+    symbols = sorted(expr.free_symbols, key=str)
+    ranges = [_size_range(program, symbol) for symbol in symbols]
+    if any(r is None for r in ranges) or functools.reduce(lambda n, r: n * len(r), ranges, 1) > MAX_CHECKED_SIZES:
+        return False
+    try:
+        return all(bool(expr.xreplace(dict(zip(symbols, map(sympy.Integer, values))))) is True
+                   for values in itertools.product(*ranges))
+    except (TypeError, ValueError):  # an expression sympy cannot decide at integers: keep the check
+        return False
+
+
+def drop_size_checks_that_hold(program: torch.export.ExportedProgram) -> int:
+    """Erases each run-time size check (aten._assert_scalar) whose condition holds at every size the program accepts
+    (each input size symbol over its range; an unbounded max counts as DEFAULT_MAX_DIM, as the engines' profiles do),
+    with the size arithmetic only it used. torch.export leaves such checks where its solver cannot prove a guard
+    (export.py's retry); one that holds everywhere can never fail. Returns how many were erased."""
+    graph, erased = program.graph, 0
+    for node in [n for n in graph.nodes if n.target is torch.ops.aten._assert_scalar.default]:
+        condition = node.args[0]
+        value = condition.meta.get("val") if isinstance(condition, torch.fx.Node) else condition
+        if not isinstance(value, torch.SymBool) or not _holds_everywhere(program, value.node.expr):
+            continue
+        pending = [condition]
+        graph.erase_node(node)
+        erased += 1
+        while pending:  # the size arithmetic only this check used
+            producer = pending.pop()
+            if (isinstance(producer, torch.fx.Node) and producer.op == "call_function" and not producer.users
+                    and isinstance(producer.meta.get("val"), (torch.SymInt, torch.SymBool, int, bool))):
+                pending.extend(producer.all_input_nodes)
+                graph.erase_node(producer)
+    if erased:
+        program.graph_module.recompile()
+    return erased
