@@ -1,6 +1,8 @@
 """Host time per call of whole loaded programs on a CUDA GPU, with the TensorRT STAND-IN (a test double) computing
 each engine's region, with and without CUDA graphs, against the eager model and the eager model replayed from a
-CUDA graph (copy in, replay, clone out: the same work trtpack's replay does), all measured in the same run. Also
+CUDA graph (copy in, replay, clone out: the same work trtpack's replay does), all measured in the same run. Rows
+are calls per second as wall time (3,000 calls, then a wait for the GPU: the slower of host and GPU), and for the
+graph rows also the host side alone (bursts of 16 calls not waiting for the GPU), which the <= 10 us goal is about. Also
 the per-call input check: torch's pre-hook against trtpack's fast check on the same module.
 
     TRTPACK_TENSORRT_STANDIN=1 TRTPACK_GPU_FIXTURES=DIR python -m bench.graphs [--executor cpp|python]   (repo root)
@@ -37,6 +39,25 @@ def per_call_us(fn, calls=CALLS, repeats=REPEATS) -> float:
             fn()
         torch.cuda.synchronize()
         times.append((time.perf_counter() - start) / calls * 1e6)
+    return statistics.median(times)
+
+
+def host_us(fn, burst=16, bursts=400) -> float:
+    """Host (launch-side) time per call: the median over `bursts` of the mean time of `burst` calls timed without
+    waiting for the GPU, which is idle at the start of each burst. per_call_us waits for the GPU at the end of every
+    3,000 calls, so where the GPU takes longer per call than the host (a replay of small kernels can) it measures the
+    GPU; this measures what the call costs the calling thread. 16 calls stay far below the GPU's queue of launches,
+    so the host never waits for room in it."""
+    for _ in range(200):
+        fn()
+    times = []
+    for _ in range(bursts):
+        torch.cuda.synchronize()
+        start = time.perf_counter()
+        for _ in range(burst):
+            fn()
+        times.append((time.perf_counter() - start) / burst * 1e6)
+    torch.cuda.synchronize()
     return statistics.median(times)
 
 
@@ -174,7 +195,9 @@ def main(executor_name: str = "python") -> None:
             row = {"eager": per_call_us(lambda: model(x)),
                    "eager in a CUDA graph": per_call_us(eager_in_a_graph(model, x)),
                    "trtpack": per_call_us(lambda: plain(x)),
-                   "trtpack, cuda_graphs=True": per_call_us(lambda: graphed(x))}
+                   "trtpack, cuda_graphs=True": per_call_us(lambda: graphed(x)),
+                   "eager in a CUDA graph, host side": host_us(eager_in_a_graph(model, x)),
+                   "trtpack, cuda_graphs=True, host side": host_us(lambda: graphed(x))}
         assert plain.short_path is not None and plain.short_path.calls > 0, "the plain calls took the full call"
         if executor_name == "cpp":  # the C++ stand-in's null contexts: a fresh load's engines, created while on
             from trtpack.runtime import standin_cpp
@@ -208,7 +231,9 @@ def main(executor_name: str = "python") -> None:
         own = row["trtpack's own (null - ops)"]
         print(f"  goal without graphs (trtpack's own: null context less the program's PyTorch ops) <= {null_goal} us: "
               f"{'MET' if own <= null_goal else 'MISSED'} ({own:.2f} us); goal with graphs <= 10 us: "
-              f"{'MET' if row['trtpack, cuda_graphs=True'] <= 10 else 'MISSED'}")
+              f"{'MET' if row['trtpack, cuda_graphs=True, host side'] <= 10 else 'MISSED'} (host side "
+              f"{row['trtpack, cuda_graphs=True, host side']:.2f} us; GPU-bound rate "
+              f"{row['trtpack, cuda_graphs=True']:.2f} us)")
     assert not stand_in.errors, stand_in.errors[-3:]
     return results
 

@@ -6,7 +6,7 @@ any other call takes the full call, which checks, decides and words every refusa
 
 Why: the full call of a loaded `.ep` pays three nn.Module calls, torch's hooks, pytree flattening of the inputs and
 outputs, and torch's dispatch into a Python kernel for each engine: more host time than the engines' own calls
-(docs/BENCHMARKS.md, "Per-call cost of a loaded program").
+(docs/BENCHMARKS.md, "Per-call cost after the short path").
 """
 from typing import Optional
 
