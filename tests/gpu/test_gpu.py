@@ -191,6 +191,29 @@ def test_a_loaded_eps_plain_calls_take_the_short_path_with_the_same_results(fixt
     assert len(through_op) == (6 if executor == "cpp" else 0)
 
 
+def test_the_cpp_stand_ins_null_contexts_keep_each_engines_own_shapes(fixtures, trt, executor):
+    """Found by bench.graphs on the H200: the C++ stand-in's null contexts (the benchmarks' baseline) answered every
+    output with input 0's shape, so the executor refused `split`'s second engine ([4,64] against the record's
+    [4,32]). Null contexts keep real shape bookkeeping and enqueue nothing."""
+    if executor != "cpp":
+        pytest.skip("null contexts belong to the C++ face of the stand-in; the Python benchmarks wrap contexts instead")
+    from trtpack.runtime import standin_cpp
+
+    x = models.example_input(torch.float32, 4, "cuda")
+    standin_cpp.null_contexts(True)
+    try:
+        program = load(fixtures, "chain.ep", device="cuda")  # its contexts are created now, while null
+        before = len(trt.runs)
+        with torch.no_grad():
+            y = program(x)
+            y = program(x)
+        torch.cuda.synchronize()
+    finally:
+        standin_cpp.null_contexts(False)
+    assert y.shape == (4, 32) and y.dtype == torch.float32 and y.is_cuda
+    assert len(trt.runs) == before  # three engines per call, none enqueued
+
+
 def test_a_fallback_program_takes_the_short_path_on_cuda_once_decided(fixtures, trt):
     program = load(fixtures, "mlp_fallback.ep", device="cuda")
     model, dtype = eager(fixtures, "mlp")
