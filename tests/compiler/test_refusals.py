@@ -1,8 +1,9 @@
 """A refusal costs the refused nodes, not the region (issue 22, item 4): when TensorRT's parser refuses a node (it
 names it) or its builder refuses the region (it names none: bisection finds it), that node stays in PyTorch, the rest
 of the region is still built, and the summary lists it under refused_by_tensorrt with TensorRT's reason, apart from
-what the support table leaves out. One real refusal (TensorRT-RTX's parser rejects an upper-case Einsum equation)
-and a fake builder (tests/support/fake_tensorrt_builder.py) for each stage."""
+what the support table leaves out. One real refusal (TensorRT-RTX's parser rejects an upper-case Einsum equation,
+which trtpack respells before building: the respelling is turned off for those tests) and a fake builder
+(tests/support/fake_tensorrt_builder.py) for each stage."""
 import sys
 import warnings
 
@@ -38,13 +39,21 @@ class Chain(torch.nn.Module):
         return self.c(torch.tanh(self.b(torch.sigmoid(torch.tanh(self.a(x))))))
 
 
+@pytest.fixture
+def equations_as_written(monkeypatch):
+    """Einsum equations reach TensorRT as the model wrote them (views.resolve respells them otherwise)."""
+    from trtpack.compiler import views
+
+    monkeypatch.setattr(views, "trt_equation", lambda equation, ranks: None)
+
+
 def compile_quiet(model, **options):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         return trtpack.compile(model, (torch.randn(2, 8),), targets=TARGETS, cache=False, **options)
 
 
-def test_a_real_parser_refusal_keeps_only_the_einsum_in_pytorch(tmp_path):
+def test_a_real_parser_refusal_keeps_only_the_einsum_in_pytorch(tmp_path, equations_as_written):
     model = UpperCaseEinsum().eval()
     module = compile_quiet(model, fallback=True, min_block_size=1, verify=True)
     summary = module.meta["trtpack_summary"]
@@ -64,7 +73,7 @@ def test_a_real_parser_refusal_keeps_only_the_einsum_in_pytorch(tmp_path):
     torch.testing.assert_close(loaded(x), model(x))
 
 
-def test_a_real_refusal_with_a_dynamic_batch_through_the_reexport(monkeypatch):
+def test_a_real_refusal_with_a_dynamic_batch_through_the_reexport(monkeypatch, equations_as_written):
     from trtpack.compiler import assemble
 
     monkeypatch.setattr(assemble, "lowered_program", lambda *args, **kwargs: None)
@@ -78,6 +87,14 @@ def test_a_real_refusal_with_a_dynamic_batch_through_the_reexport(monkeypatch):
     for batch in (1, 9, 16):
         x = torch.randn(batch, 8)
         torch.testing.assert_close(module(x), model(x))
+
+
+def test_an_upper_case_einsum_is_respelled_and_built_with_the_rest():
+    model = UpperCaseEinsum().eval()
+    module = compile_quiet(model, fallback=False, min_block_size=1, verify=True)
+    summary = module.meta["trtpack_summary"]
+    assert not summary["refused_by_tensorrt"] and summary["ops_in_pytorch"] == 0 and len(summary["regions"]) == 1
+    assert summary["regions"][0]["ops"]["aten.einsum.default"] == 1
 
 
 @pytest.fixture

@@ -142,3 +142,45 @@ def test_a_view_that_fails_only_after_decomposition_is_retried_as_a_reshape(monk
     assert [n.target for n in program.graph.nodes].count(torch.ops.aten.view.default) == 3  # the caller's intact
     x = torch.randn(2, 3)
     torch.testing.assert_close(decomposed.module()(x), ViewsAndAWrite()(x))
+
+
+EINSUMS = [  # (equation as a model writes it, operand shapes)
+    ("B G H I D, B G H J D -> B G H I J", [(2, 3, 4, 5, 6), (2, 3, 4, 7, 6)]),  # torchvision's MaxViT
+    ("bij,bjk", [(2, 3, 4), (2, 4, 5)]), ("ba,ca", [(2, 3), (4, 3)]), ("zA", [(2, 3)]), ("Ab,bA", [(2, 3), (3, 2)]),
+    ("...ij,...jk", [(2, 3, 4), (2, 4, 5)]), ("...ij,jk->...ik", [(6, 2, 3, 4), (4, 5)]),
+    ("i...,i...->...", [(3, 4, 5), (3, 5)]), ("b...,...->b...", [(2, 3, 4), (4,)]), ("...", [(2, 3)]),
+    ("iJ,Jk->ik", [(2, 3), (3, 4)]), ("i,j", [(3,), (4,)]), ("ij, jk ->ik", [(2, 3), (3, 4)]),
+]
+
+
+@pytest.mark.parametrize("equation,shapes", EINSUMS)
+def test_einsum_equations_are_respelled_for_tensorrt_with_the_same_result(equation, shapes):
+    from trtpack.compiler.views import trt_equation
+
+    operands = [torch.randn(shape) for shape in shapes]
+    spelled = trt_equation(equation, [x.dim() for x in operands])
+    assert spelled is not None and "->" in spelled
+    assert set(spelled) <= set("abcdefghijklmnopqrstuvwxyz,->"), spelled
+    assert torch.equal(torch.einsum(spelled, *operands), torch.einsum(equation, *operands))
+
+
+@pytest.mark.parametrize("equation,ranks", [("bij,bjk->bik", [3, 3]), ("ii->i", [2]), ("ij->", [2]),
+                                            ("ij,jk->ik", [2]), ("ij->ij", [3]), ("i.j->ij", [2])])
+def test_einsum_equations_already_spelled_or_not_of_these_operands_are_left_alone(equation, ranks):
+    from trtpack.compiler.views import trt_equation
+
+    assert trt_equation(equation, ranks) is None
+
+
+def test_an_einsum_node_is_respelled_in_the_graph():
+    class Attention(nn.Module):
+        def forward(self, q, k):
+            return torch.einsum("B H I D, B H J D -> B H I J", q, k).softmax(-1)
+
+    q, k = torch.randn(2, 2, 3, 4), torch.randn(2, 2, 5, 4)
+    gm = export_program(Attention(), (q, k)).module()
+    parts = partition.partition(gm, 1)
+    assert parts.regions == ["trt_region_0"] and not parts.left_out
+    [einsum] = [n for n in gm.trt_region_0.graph.nodes if n.target is torch.ops.aten.einsum.default]
+    assert einsum.args[0] == "abcd,abed->abce"
+    torch.testing.assert_close(gm(q, k), Attention()(q, k))

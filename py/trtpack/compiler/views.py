@@ -11,8 +11,13 @@ In a functional (exported, decomposed) graph:
 - `index_put(x, [mask], v)` with one boolean mask over x's leading dims and a `v` that broadcasts over the rest
   (`x[x < 0] = 0`, `scores[mask] = -inf`) is `where(mask, v, x)`: TensorRT has no NonZero, which the exporter's
   boolean indexing needs, and the output size no longer depends on the data.
+- `einsum(equation, ...)` is spelled as TensorRT's Einsum reads an equation: lower-case labels only (its parser
+  refuses upper case, which torch takes: `"B G H I D, B G H J D -> B G H I J"` in torchvision's MaxViT), no spaces,
+  the ellipsis written out with the operands' ranks, the output explicit. Same labels, same einsum.
 Anything else is left as it is (and the support table decides).
 """
+from typing import Optional, Sequence
+
 import torch
 from torch.fx import GraphModule, Node
 
@@ -115,6 +120,55 @@ def _where_mask(graph, node: Node) -> Node:
     return graph.call_function(aten.where.self, (mask, values, x))
 
 
+def trt_equation(equation: str, ranks: Sequence[int]) -> Optional[str]:
+    """`equation` (torch.einsum's, over operands of `ranks`) with every upper-case label renamed to a lower-case
+    letter it does not use, every ellipsis replaced by labels of its own (right-aligned across operands, as torch
+    broadcasts them), no spaces, and the output written out (implicit: the ellipsis, then the labels used once in
+    ASCII order, as torch orders them). None where it is already so spelled, or cannot be (more than 26 labels, not
+    an equation of these operands)."""
+    if "->" in equation and all(c.islower() and c.isascii() or c in ",->" for c in equation):
+        return None
+    text = equation.replace(" ", "")
+    lhs, arrow, out = text.partition("->")
+    terms = lhs.split(",")
+    if len(terms) != len(ranks) or any(not (c.isascii() and c.isalpha()) for c in (lhs + out).replace(",", "").replace(
+            "...", "")) or any(t.count("...") > 1 for t in (*terms, out)):
+        return None
+    widths = []  # dims each operand's ellipsis covers
+    for term, rank in zip(terms, ranks):
+        width = rank - len(term.replace("...", "")) if "..." in term else 0
+        if width < 0:
+            return None
+        widths.append(width)
+    ellipsis = [f"...{k}" for k in range(max(widths, default=0))]
+    if not arrow:
+        once = sorted(c for c in set(lhs) if c.isalpha() and lhs.count(c) == 1)
+        out = ("..." if "..." in lhs else "") + "".join(once)
+
+    def labels(term: str, width: int) -> list:
+        head, dots, tail = term.partition("...")
+        return [*head, *(ellipsis[len(ellipsis) - width:] if dots else []), *tail]
+
+    spelled_terms = [labels(term, width) for term, width in zip(terms, widths)]
+    spelled_out = labels(out, len(ellipsis))
+    order = list(dict.fromkeys(label for term in (*spelled_terms, spelled_out) for label in term))
+    if len(order) > 26:
+        return None
+    free = iter(c for c in "abcdefghijklmnopqrstuvwxyz" if c not in order)
+    rename = {label: label if label.islower() else next(free) for label in order}
+    spelled = ",".join("".join(rename[x] for x in term) for term in spelled_terms) + "->" + "".join(
+        rename[x] for x in spelled_out)
+    return None if spelled == equation else spelled
+
+
+def _einsum_spelled(node: Node) -> Optional[str]:
+    equation, operands = node.args[0], node.args[1]
+    values = [_value(x) for x in operands]
+    if not isinstance(equation, str) or any(not isinstance(v, torch.Tensor) for v in values):
+        return None
+    return trt_equation(equation, [v.dim() for v in values])
+
+
 def resolve(gm: GraphModule) -> int:
     """Rewrites the graph in place; returns how many nodes were rewritten."""
     graph, count = gm.graph, 0
@@ -145,6 +199,8 @@ def resolve(gm: GraphModule) -> int:
             _replace(gm, node, lambda: _filled(graph, node.args[0], node.args[1]))
         elif node.target is aten.index_put.default and _mask_write(node):
             _replace(gm, node, lambda: _where_mask(graph, node))
+        elif node.target is aten.einsum.default and (spelled := _einsum_spelled(node)) is not None:
+            node.args = (spelled, *node.args[1:])
         else:
             continue
         count += 1
