@@ -15,8 +15,9 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 FORMATS = (".ep", ".pt2", ".engine")
 
 
-def compile_model(entry, *, fallback, formats=FORMATS, folder):
-    """{"summary", "seconds", "artifacts": {suffix: child result or save error}}."""
+def compile_model(entry, *, fallback, formats=FORMATS, folder, cache=True):
+    """{"summary", "seconds", "artifacts": {suffix: child result or save error}}. cache=False builds every engine, so
+    "seconds" is a whole compile rather than one served partly from the engine cache."""
     torch.manual_seed(0)
     model, args, kwargs, dynamic = entry.make()
     model.eval()
@@ -28,7 +29,7 @@ def compile_model(entry, *, fallback, formats=FORMATS, folder):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         module = trtpack.compile(model, args, kwarg_inputs=kwargs, dynamic_shapes=dynamic, targets=["sm86"],
-                                 fallback=fallback, verify=True)
+                                 fallback=fallback, verify=True, cache=cache)
     report = {"seconds": time.perf_counter() - started, "summary": module.meta["trtpack_summary"], "artifacts": {}}
     for suffix in formats:
         path = os.path.join(folder, f"{entry.name}{'_fb' if fallback else ''}{suffix}")
