@@ -97,6 +97,39 @@ def test_an_upper_case_einsum_is_respelled_and_built_with_the_rest():
     assert summary["regions"][0]["ops"]["aten.einsum.default"] == 1
 
 
+class FiveDimAttention(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x):  # x: [batch, windows, heads, tokens, 8], attention per window as in Hiera
+        q = torch.relu(self.a(x))
+        return self.b(torch.nn.functional.scaled_dot_product_attention(q, q * 2, x) + q)
+
+
+def test_a_node_the_onnx_exporter_cannot_translate_stays_in_pytorch_and_the_rest_is_built(monkeypatch):
+    """torchlib translates 4-D attention only; trtpack rewrites other ranks (decomposition._sdpa_in_4d), turned off
+    here so one node is left that the exporter refuses: it alone stays in PyTorch, named with the exporter's reason."""
+    from trtpack.compiler import decomposition
+
+    sdpa = torch.ops.aten.scaled_dot_product_attention.default
+    table = decomposition.table()
+    monkeypatch.setattr(decomposition, "table", lambda: {op: fn for op, fn in table.items() if op is not sdpa})
+    model, x = FiveDimAttention().eval(), torch.randn(2, 3, 2, 5, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        module = trtpack.compile(model, (x,), targets=TARGETS, cache=False, fallback=True, min_block_size=1,
+                                 verify=True)
+    summary = module.meta["trtpack_summary"]
+    [untranslated] = summary["not_translated_to_onnx"]
+    assert (untranslated["op"], untranslated["stage"]) == ("aten.scaled_dot_product_attention.default", "onnx")
+    assert untranslated["reason"].startswith("the ONNX exporter could not translate it: ") and "4D" in \
+        untranslated["reason"] and "forward" in untranslated["location"]
+    assert summary["left_in_pytorch"] == [untranslated] and not summary["refused_by_tensorrt"]
+    assert len(summary["regions"]) == 2 and summary["ops_in_pytorch"] == 1
+    torch.testing.assert_close(module(x), model(x))
+
+
 @pytest.fixture
 def fake_rtx(monkeypatch):
     def install(**kwargs):

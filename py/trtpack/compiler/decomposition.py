@@ -45,8 +45,39 @@ def _col2im(columns, output_size, kernel_size, dilation, padding, stride):
     return image if batched else image.squeeze(0)
 
 
-# Decompositions of trtpack's own, for ops the exporter would keep whole and TensorRT cannot build.
-OWN = {torch.ops.aten.col2im.default: _col2im}
+def _same_sizes(a, b) -> bool:
+    from torch.fx.experimental.symbolic_shapes import statically_known_true
+
+    return len(a) == len(b) and all(statically_known_true(x == y) for x, y in zip(a, b))
+
+
+def _sdpa_in_4d(query, key, value, attn_mask=None, dropout_p=0.0, is_causal=False, *, scale=None, enable_gqa=False):
+    """scaled_dot_product_attention over other than 4-D tensors ([B, L, E], or [B, N, H, L, E] as Hiera's) as the
+    4-D one, which is the only one the exporter translates (torchlib asserts "only 4D query, key, and value"): the
+    dims before the heads merged into one batch, or a head dim of 1 added; the same attention per (L, E) matrix.
+    4-D calls, and calls whose leading dims are not the same in all three, stay as they are (NotImplemented)."""
+    rank = query.dim()
+    if rank == 4 or rank < 2 or key.dim() != rank or value.dim() != rank or not (
+            _same_sizes(key.shape[:-2], query.shape[:-2]) and _same_sizes(value.shape[:-2], query.shape[:-2])):
+        return NotImplemented
+    lead = query.shape[:-2]
+
+    def as_4d(x):
+        if rank < 4:
+            return x.reshape(*([1] * (4 - rank)), *x.shape)
+        return x.reshape(-1, *x.shape[-3:])
+
+    if attn_mask is not None and attn_mask.dim() > 2:
+        attn_mask = as_4d(attn_mask.expand(*lead, *attn_mask.shape[-2:]))
+    out = torch.ops.aten.scaled_dot_product_attention.default(
+        as_4d(query), as_4d(key), as_4d(value), attn_mask, dropout_p, is_causal, scale=scale, enable_gqa=enable_gqa)
+    return out.reshape(*lead, *out.shape[-2:])
+
+
+# Decompositions of trtpack's own, for ops the exporter would keep whole and TensorRT cannot build (or the exporter
+# cannot translate in every form).
+OWN = {torch.ops.aten.col2im.default: _col2im,
+       torch.ops.aten.scaled_dot_product_attention.default: _sdpa_in_4d}
 
 
 def failing_node(error: BaseException):

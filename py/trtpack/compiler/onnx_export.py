@@ -6,7 +6,9 @@ import functools
 import io
 import logging
 import operator
+import re
 from dataclasses import dataclass
+from typing import Optional
 
 import torch
 from torch._ops import OpOverload
@@ -88,6 +90,40 @@ def _squeeze_one_dim(node: torch.fx.Node) -> None:
         node.args = (node.args[0], node.args[1][0])
 
 
+class NotTranslated(UnsupportedGraphError):
+    """The ONNX exporter (torchlib) could not translate one node of the region: `fx_nodes` = [(its name in the
+    region's graph, the exporter's own reason)], as build.RefusedByTensorRT names the nodes TensorRT refused, so the
+    compiler keeps that node in PyTorch and converts the rest."""
+    stage = "onnx"
+
+    def __init__(self, message: str, node: str, reason: str):
+        super().__init__(message)
+        self.fx_nodes = [(node, reason)]
+
+
+def _untranslated_node(error: BaseException, program) -> Optional[str]:
+    """The node the exporter names in "Error when translating node %name : ...", if the program has it."""
+    names = {node.name for node in program.graph.nodes if node.op == "call_function"}
+    cause = error
+    while cause is not None:
+        found = re.search(r"Error when translating node %(\S+) :", str(cause))
+        if found and found.group(1) in names:
+            return found.group(1)
+        cause = cause.__cause__ or cause.__context__
+    return None
+
+
+def _innermost_reason(error: BaseException) -> str:
+    """The first line of the innermost error in the chain that says anything (torchlib's own assertion, usually)."""
+    reason, cause = "", error
+    while cause is not None:
+        text = str(cause).strip()
+        if text:
+            reason = f"{type(cause).__name__}: {text.splitlines()[0][:300]}"
+        cause = cause.__cause__ or cause.__context__
+    return reason
+
+
 @dataclass
 class OnnxModel:
     data: bytes           # exactly what TensorRT parses and onnxruntime verifies
@@ -116,6 +152,11 @@ def to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
     except UnsupportedGraphError:
         raise
     except Exception as error:  # the exporter wraps failures in several types
+        node = _untranslated_node(error, program)
+        if node is not None:
+            reason = _innermost_reason(error)
+            raise NotTranslated(f"trtpack: the ONNX exporter could not translate node {node!r} of the region: {reason}",
+                                node, reason) from error
         raise UnsupportedGraphError(f"trtpack: ONNX export of the region failed: {error}") from error
     model = onnx_program.model
     opset = model.opset_imports.get("", model.opset_imports.get("ai.onnx", 0))

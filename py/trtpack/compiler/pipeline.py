@@ -136,7 +136,7 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
                     progress=progress.step)
         except onnx_export.VerificationError:
             raise
-        except build.RefusedByTensorRT as error:
+        except (build.RefusedByTensorRT, onnx_export.NotTranslated) as error:
             pieces = None
             if len(refused) < MAX_REFUSALS:
                 pieces = _without_refused(prepared, name, error, symbols, chosen, targets, min_block_size, progress)
@@ -189,9 +189,9 @@ def compile(model, arg_inputs, *, kwarg_inputs=None, dynamic_shapes=None, target
 
 
 def _without_refused(prepared, name, error, symbols, backend, targets, min_block_size, progress):
-    """Region `name` split around the nodes TensorRT refused (named by its parser, else found by bisection): the
-    partition of the rest (partition.split_region) plus `refused`, the summary entries of the refused nodes; None
-    when no node of the region can be blamed."""
+    """Region `name` split around the nodes TensorRT refused (named by its parser, else found by bisection) or the
+    ONNX exporter could not translate (it names them): the partition of the rest (partition.split_region) plus
+    `refused`, the summary entries of those nodes; None when no node of the region can be blamed."""
     region = getattr(prepared.gm, name)
     named = {node.name: node for node in region.graph.nodes}
     # only an op can be left out (a refusal pinned on an input or a weight would change nothing and come back)
@@ -206,11 +206,14 @@ def _without_refused(prepared, name, error, symbols, backend, targets, min_block
                 log.warning("%s: could not find the node TensorRT refuses: %s", name, failure)
                 return None
         blamed = {node: reason}
-    log.warning("%s: TensorRT refused %s; they stay in PyTorch and the rest is built", name,
+    log.warning("%s: %s %s; they stay in PyTorch and the rest is built", name,
+                "the ONNX exporter could not translate" if error.stage == "onnx" else "TensorRT refused",
                 ", ".join(f"{node} ({reason})" for node, reason in blamed.items()))
     pieces = partitioning.split_region(prepared.gm, name, blamed, min_block_size)
+    said = ("the ONNX exporter could not translate it" if error.stage == "onnx" else
+            f"refused by TensorRT while building ({error.stage})")
     pieces.refused = [{"node": node, "op": partitioning.op_name(named[node]), "count": 1, "stage": error.stage,
-                       "reason": f"refused by TensorRT while building ({error.stage}): {reason}",
+                       "reason": f"{said}: {reason}",
                        "location": partitioning.source_location(named[node])} for node, reason in blamed.items()]
     return pieces
 
@@ -259,7 +262,9 @@ def _summary(parts, engines, left_out, refused, backend, targets, fallback, min_
         "ops_in_engines": sum(r["num_ops"] for r in regions),
         "ops_in_pytorch": sum(item.get("count", 1) for item in left_out),
         "left_in_pytorch": left_out,
-        "refused_by_tensorrt": refused,  # also in left_in_pytorch; apart from what the support table leaves out
+        # both also in left_in_pytorch; apart from what the support table leaves out
+        "refused_by_tensorrt": [r for r in refused if r["stage"] != "onnx"],
+        "not_translated_to_onnx": [r for r in refused if r["stage"] == "onnx"],
         "splits": [vars(item) for item in parts.splits],  # the PyTorch ops between two engines, with why
         "seconds": {k: round(v, 3) for k, v in seconds.items()},
     }
