@@ -244,6 +244,9 @@ def extra_cases():
     pool = torch.nn.AdaptiveAvgPool2d((2, 2))
     linear = torch.nn.Linear(8, 4).eval()
     attention = _Attention(8, 2).eval()
+    lstm = torch.nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True).eval()
+    gru = torch.nn.GRU(8, 16, batch_first=True).eval()
+    rnn = torch.nn.RNN(8, 16, batch_first=True).eval()
     x4 = lambda: torch.randn(2, 3, 8, 8)
     return [
         ("batch_norm_eval", lambda x: bn(x), lambda: (x4(),)),
@@ -279,6 +282,10 @@ def extra_cases():
         # image borders as conv nets pad them (OpInfo's first samples are 3-d, or pad by negative amounts)
         ("replicate_pad", lambda x: F.pad(x, (1, 1, 2, 2), mode="replicate"), lambda: (x4(),)),
         ("reflect_pad", lambda x: F.pad(x, (1, 1, 1, 1), mode="reflect"), lambda: (x4(),)),
+        # recurrent layers in eval mode (their dropout argument makes them tagged as sampling; not in eval)
+        ("lstm_bidirectional", lambda x: lstm(x)[0], lambda: (torch.randn(2, 5, 8),)),
+        ("gru", lambda x: gru(x)[0], lambda: (torch.randn(2, 5, 8),)),
+        ("rnn_tanh", lambda x: rnn(x)[0], lambda: (torch.randn(2, 5, 8),)),
         *inplace_write_cases(),
     ]
 

@@ -115,3 +115,34 @@ def test_mutating_an_input_is_not_converted():
     nodes = [n for n in program.module().graph.nodes if n.op == "call_function"]
     mutating = [n for n in nodes if isinstance(n.target, torch._ops.OpOverload) and n.target._schema.is_mutable]
     assert mutating and all("mutates" in support.unsupported_reason(n) for n in mutating)
+
+
+class Recurrent(nn.Module):
+    """Recurrent layers with dropout between their layers: tagged as sampling, they sample only while training."""
+
+    def __init__(self):
+        super().__init__()
+        self.lstm = nn.LSTM(8, 16, num_layers=2, bidirectional=True, batch_first=True, dropout=0.25)
+        self.gru = nn.GRU(32, 8, num_layers=2, batch_first=True, dropout=0.25)
+        self.head = nn.Linear(8, 4)
+
+    def forward(self, x):
+        return self.head(self.gru(self.lstm(x)[0])[0].relu())
+
+
+def test_recurrent_layers_in_eval_mode_draw_no_random_numbers_and_go_to_tensorrt():
+    x, model = torch.randn(2, 5, 8), Recurrent().eval()
+    program = export_program(model, (x,), dynamic_shapes=({0: BATCH},))
+    layers = [n for n in program.graph.nodes if n.target in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)]
+    assert len(layers) == 2 and not any(support.draws_random_numbers(n) for n in layers)
+    gm = program.module()
+    parts = partition.partition(gm, 1)
+    assert parts.regions == ["trt_region_0"] and not parts.left_out, parts.left_out
+    torch.testing.assert_close(gm(x), model(x))
+
+
+def test_recurrent_layers_exported_for_training_sample_and_stay_in_pytorch():
+    program = export_program(Recurrent().train(), (torch.randn(2, 5, 8),))
+    layers = [n for n in program.graph.nodes if n.target in (torch.ops.aten.lstm.input, torch.ops.aten.gru.input)]
+    assert len(layers) == 2 and all(support.draws_random_numbers(n) for n in layers)
+    assert [support.unsupported_reason(n) for n in layers] == ["its dropout (p=0.25) samples random numbers"] * 2

@@ -184,3 +184,25 @@ def test_an_einsum_node_is_respelled_in_the_graph():
     [einsum] = [n for n in gm.trt_region_0.graph.nodes if n.target is torch.ops.aten.einsum.default]
     assert einsum.args[0] == "abcd,abed->abce"
     torch.testing.assert_close(gm(q, k), Attention()(q, k))
+
+
+class Aliases(nn.Module):
+    def forward(self, x):  # torch keeps the alias names through export: aten.multiply.Tensor, aten.subtract.Tensor
+        return torch.subtract(torch.multiply(x, x.sigmoid()), torch.true_divide(x.tanh(), 2.0 + x.relu()))
+
+
+def test_an_op_that_only_renames_a_measured_op_becomes_that_op():
+    from trtpack.compiler import support, views
+
+    assert views.measured_twin(torch.ops.aten.multiply.Tensor) is torch.ops.aten.mul.Tensor
+    assert views.measured_twin(torch.ops.aten.subtract.Tensor) is torch.ops.aten.sub.Tensor
+    assert views.measured_twin(torch.ops.aten.mul.Tensor) is None  # measured itself
+    assert torch.ops.aten.multiply.Tensor not in support.MEASURED  # else this test shows nothing
+    x = torch.randn(2, 8)
+    gm = export_program(Aliases(), (x,)).module()
+    assert {torch.ops.aten.multiply.Tensor, torch.ops.aten.subtract.Tensor} <= {n.target for n in gm.graph.nodes}
+    parts = partition.partition(gm, 1)
+    assert parts.regions == ["trt_region_0"] and not parts.left_out, parts.left_out
+    ops = parts.region_ops["trt_region_0"]
+    assert "aten.multiply.Tensor" not in ops and ops["aten.mul.Tensor"] >= 1 and ops["aten.sub.Tensor"] == 1
+    torch.testing.assert_close(gm(x), Aliases()(x))

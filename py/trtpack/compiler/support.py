@@ -64,21 +64,33 @@ def _positive_step(node: Node) -> Optional[str]:
     return None if isinstance(step, int) and step > 0 else f"slice step {step!r} is not a positive constant"
 
 
+def _arguments(node: Node) -> dict:
+    """The node's arguments by schema name, defaults filled in."""
+    schema = node.target._schema
+    given = {a.name: v for a, v in zip(schema.arguments, node.args)}
+    given.update(node.kwargs)
+    return {a.name: given.get(a.name, a.default_value if a.has_default_value() else None) for a in schema.arguments}
+
+
 def _dropout_p(node: Node):
-    return node.kwargs.get("dropout_p", node.args[4] if len(node.args) > 4 else 0.0)
+    arguments = _arguments(node)
+    return next((arguments[name] for name in ("dropout_p", "dropout", "p") if name in arguments), None)
 
 
 def draws_random_numbers(node: Node) -> bool:
-    """An op that samples (dropout, rand...): an engine cannot reproduce PyTorch's random stream. Attention is tagged
-    as sampling for its dropout; without dropout it computes a function of its inputs."""
+    """An op that samples (dropout, rand...): an engine cannot reproduce PyTorch's random stream. Ops tagged as
+    sampling only for their dropout (attention, LSTM/GRU/RNN layers, dropout itself) compute a function of their
+    inputs when the dropout is 0 or they are not training."""
     if not isinstance(node.target, torch._ops.OpOverload) or torch.Tag.nondeterministic_seeded not in node.target.tags:
         return False
-    return node.target is not aten.scaled_dot_product_attention.default or _dropout_p(node) != 0
+    p = _dropout_p(node)
+    if p is None or isinstance(p, bool) or not isinstance(p, (int, float)):
+        return True  # a sampler without a dropout probability (rand, bernoulli...), or one given as a tensor
+    return p != 0 and _arguments(node).get("train", True) is not False
 
 
 def _no_dropout(node: Node) -> Optional[str]:
-    return f"attention dropout (dropout_p={_dropout_p(node)}) samples random numbers" if draws_random_numbers(
-        node) else None
+    return f"its dropout (p={_dropout_p(node)}) samples random numbers" if draws_random_numbers(node) else None
 
 
 def _exact_adaptive_pool(node: Node) -> Optional[str]:
@@ -319,7 +331,7 @@ def unsupported_reason(node: Node) -> Optional[str]:
     rule = TABLE.get(target)
     if rule is None:
         return _measured_reason(target)
-    for check in (_tensor_output_reason, _dtype_reason, _data_dependent_reason, _failing_pattern_reason,
+    for check in (_tensor_output_reason, _dtype_reason, _data_dependent_reason, _no_dropout, _failing_pattern_reason,
                   rule.condition):
         reason = check(node) if check else None
         if reason:

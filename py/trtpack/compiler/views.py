@@ -11,11 +11,15 @@ In a functional (exported, decomposed) graph:
 - `index_put(x, [mask], v)` with one boolean mask over x's leading dims and a `v` that broadcasts over the rest
   (`x[x < 0] = 0`, `scores[mask] = -inf`) is `where(mask, v, x)`: TensorRT has no NonZero, which the exporter's
   boolean indexing needs, and the output size no longer depends on the data.
+- an op that only renames a measured op (torch's aliases: `multiply` for `mul`, `subtract` for `sub`...) is that
+  op: the ONNX exporter translates both with the same functions and their schemas take the same arguments, so the
+  support matrix's measurement of the one holds for the other;
 - `einsum(equation, ...)` is spelled as TensorRT's Einsum reads an equation: lower-case labels only (its parser
   refuses upper case, which torch takes: `"B G H I D, B G H J D -> B G H I J"` in torchvision's MaxViT), no spaces,
   the ellipsis written out with the operands' ranks, the output explicit. Same labels, same einsum.
 Anything else is left as it is (and the support table decides).
 """
+import functools
 from typing import Optional, Sequence
 
 import torch
@@ -161,6 +165,43 @@ def trt_equation(equation: str, ranks: Sequence[int]) -> Optional[str]:
     return None if spelled == equation else spelled
 
 
+def _arguments_of(op) -> tuple:
+    schema = op._schema
+    return (tuple((a.name, str(a.type), a.kwarg_only, repr(a.default_value) if a.has_default_value() else None)
+                  for a in schema.arguments), tuple(str(r.type) for r in schema.returns))
+
+
+def _functions_of(op) -> frozenset:
+    from trtpack.compiler.onnx_export import onnx_registry
+
+    return frozenset(getattr(d.onnx_function, "name", repr(d.onnx_function)) for d in onnx_registry().get_decomps(op))
+
+
+@functools.lru_cache(maxsize=None)
+def _measured_twins() -> dict:
+    """{(ONNX functions, schema arguments): measured op} over the support matrix's ops."""
+    from trtpack.compiler import support
+
+    twins = {}
+    for op in support.MEASURED:
+        functions = _functions_of(op)
+        if functions:
+            twins.setdefault((functions, _arguments_of(op)), op)
+    return twins
+
+
+@functools.lru_cache(maxsize=None)
+def measured_twin(op) -> Optional[torch._ops.OpOverload]:
+    """The measured op `op` only renames (same ONNX functions, same arguments), or None."""
+    from trtpack.compiler import support
+
+    if not isinstance(op, torch._ops.OpOverload) or op.namespace != "aten" or op in support.MEASURED:
+        return None
+    functions = _functions_of(op)
+    twin = _measured_twins().get((functions, _arguments_of(op))) if functions else None
+    return twin if twin is not op else None
+
+
 def _einsum_spelled(node: Node) -> Optional[str]:
     equation, operands = node.args[0], node.args[1]
     values = [_value(x) for x in operands]
@@ -201,6 +242,8 @@ def resolve(gm: GraphModule) -> int:
             _replace(gm, node, lambda: _where_mask(graph, node))
         elif node.target is aten.einsum.default and (spelled := _einsum_spelled(node)) is not None:
             node.args = (spelled, *node.args[1:])
+        elif (twin := measured_twin(node.target)) is not None:
+            node.target = twin
         else:
             continue
         count += 1
