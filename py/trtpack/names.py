@@ -18,9 +18,14 @@ def dtype_name(dtype: torch.dtype) -> str:
 
 
 def program_ranges(program) -> dict:
-    """{symbol: (min, max)} of an ExportedProgram's dynamic dims; max None when unbounded."""
+    """{symbol: (min, max)} of an ExportedProgram's dynamic dims; max None when unbounded. Sizes torch computes from
+    data while the program runs (unbacked symbols: u0, or zuf0 from a float's .item()) are no dims of its inputs and
+    have no range a caller could keep to; they are left out."""
+    from torch.utils._sympy.symbol import SymT, symbol_is_type
+
     return {str(sym): (int(r.lower), int(r.upper) if r.upper.is_finite else None)
-            for sym, r in program.range_constraints.items()}
+            for sym, r in program.range_constraints.items()
+            if not symbol_is_type(sym, (SymT.UNBACKED_INT, SymT.UNBACKED_FLOAT))}
 
 
 def dim_names(program) -> dict:

@@ -128,3 +128,41 @@ def test_a_loaded_engine_saves_only_as_an_engine_and_says_why_in_one_line(saved,
     with pytest.raises(trtpack.TrtpackError, match=r"one plan and its record, not a program") as raised:
         trtpack.save(program, str(tmp_path / f"again.{fmt}"))
     assert "\n" not in str(raised.value)
+
+
+class DataSized(torch.nn.Module):
+    """A size computed from data while the program runs (.item(): an unbacked size u0), as Funnel's pooling does."""
+
+    def __init__(self):
+        super().__init__()
+        self.a, self.b = torch.nn.Linear(8, 8), torch.nn.Linear(8, 8)
+
+    def forward(self, x, count):
+        y = torch.relu(self.a(x))
+        n = count.sum().int().item()
+        torch._check(n >= 1)
+        torch._check(n <= 8)
+        return self.b(torch.tanh(y[:, :n].sum(-1, keepdim=True) * y))
+
+
+def test_a_program_with_sizes_computed_from_data_saves_and_keeps_only_its_input_dims(tmp_path):
+    from trtpack import names
+
+    model, x, count = DataSized().eval(), torch.randn(3, 8), torch.tensor([2, 3])
+    module = quiet(trtpack.compile, model, (x, count), dynamic_shapes=({0: torch.export.Dim("batch", max=8)}, None),
+                   targets=TARGETS, cache=False, fallback=True, min_block_size=1)
+    summary = module.meta["trtpack_summary"]
+    reasons = {item["op"]: item["reason"] for item in summary["left_in_pytorch"]}
+    assert reasons["aten.slice.Tensor"] == "its output shape depends on the data (unbacked size)"
+    assert reasons["aten.sum.dim_IntList"] == "an input's shape depends on the data (unbacked size)"
+    assert len(summary["regions"]) == 3 and summary["ops_in_pytorch"] == 3
+    ranges = names.program_ranges(module._trtpack_program)
+    assert list(ranges.values()) == [(1, 8)] and not any(s.startswith(("u", "zuf")) for s in ranges)
+    for suffix in (".ep", ".pt2"):
+        path = str(tmp_path / f"data_sized{suffix}")
+        trtpack.save(module, path)
+        loaded = quiet(trtpack.load, path, **({"trust_native_code": True} if suffix == ".pt2" else {}))
+        assert "u0" not in loaded.ranges
+        for batch in (1, 5):
+            y = torch.randn(batch, 8)
+            torch.testing.assert_close(loaded(y, count), model(y, count))

@@ -279,10 +279,14 @@ def _dtype_reason(node: Node) -> Optional[str]:
 
 
 def _data_dependent_reason(node: Node) -> Optional[str]:
+    from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
+
     for value in _tensor_values(node.meta.get("val")):
-        for dim in value.shape:
-            if isinstance(dim, torch.SymInt) and any(str(s).startswith("u") for s in dim.node.expr.free_symbols):
-                return "its output shape depends on the data (unbacked size)"
+        if free_unbacked_symbols(value.shape):  # u0, or zuf0 from a float's .item(): computed from the data
+            return "its output shape depends on the data (unbacked size)"
+    for arg in node.all_input_nodes:  # an engine's inputs get their sizes from the program's input sizes only
+        if any(free_unbacked_symbols(value.shape) for value in _tensor_values(arg.meta.get("val"))):
+            return "an input's shape depends on the data (unbacked size)"
     return None
 
 
