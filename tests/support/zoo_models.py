@@ -291,6 +291,29 @@ def bart():
     return BartForConditionalGeneration(config), (), kwargs, _batch_dims(kwargs)
 
 
+def maxvit():
+    models = import_torchvision().models
+    model = models.MaxVit(input_size=(64, 64), stem_channels=8, partition_size=2, block_channels=[16, 32],
+                          block_layers=[1, 1], head_dim=8, stochastic_depth_prob=0.0, num_classes=10)
+    return model, (_images(size=64),), {}, ({0: BATCH},)  # einsum("B G H I D, B G H J D -> B G H I J")
+
+
+def timm_hiera():
+    import_torchvision()
+    from timm.models.hiera import Hiera
+    model = Hiera(img_size=(64, 64), embed_dim=16, num_heads=1, stages=(1, 1, 1, 1), q_pool=2,
+                  mask_unit_size=(4, 4), global_pos_size=(4, 4), num_classes=10)
+    return model, (_images(size=64),), {}, ({0: BATCH},)  # attention over 5-D [batch, windows, heads, tokens, dim]
+
+
+def timm_sequencer():
+    import_torchvision()
+    from timm.models.sequencer import Sequencer2d
+    model = Sequencer2d(img_size=32, layers=(1, 1), patch_sizes=(4, 2), embed_dims=(16, 32), hidden_sizes=(8, 16),
+                        mlp_ratios=(2.0, 2.0), num_classes=10)
+    return model, (_images(),), {}, ({0: BATCH},)  # bidirectional LSTMs over rows and columns
+
+
 ZOO = [
     Entry("resnet18", "torchvision CNN", "torchvision", resnet18),
     Entry("mobilenet_v3_small", "torchvision CNN", "torchvision", mobilenet_v3_small, ci=False),
@@ -321,5 +344,8 @@ ZOO = [
     Entry("patchtst", "transformers time series", "transformers", patchtst, ci=False),
     Entry("dpt", "transformers depth estimation", "transformers", dpt, ci=False),
     Entry("bart", "transformers encoder-decoder", "transformers", bart, ci=False),
+    Entry("maxvit", "torchvision multi-axis attention (upper-case einsum)", "torchvision", maxvit, ci=False),
+    Entry("timm_hiera", "timm hierarchical ViT (5-D attention)", "timm", timm_hiera),
+    Entry("timm_sequencer", "timm LSTM image model", "timm", timm_sequencer, ci=False),
 ]
 BY_NAME = {entry.name: entry for entry in ZOO}

@@ -1,6 +1,6 @@
 """Writes docs/MODELS.md: per zoo model, the engines, ops in TensorRT vs PyTorch (with reasons), where the splits
 are, compile time and each artifact's fresh-process round trip. Run: ./bazelw run //tests/zoo:models_md
-(about 30 minutes on 2 cores for 29 models; --models a,b for a subset, --formats .ep,.pt2,.engine)."""
+(about 30 minutes on 2 cores for 32 models; --models a,b for a subset, --formats .ep,.pt2,.engine)."""
 import argparse
 import collections
 import os
@@ -43,10 +43,33 @@ def _section(entry, reports) -> list:
     return lines + [""]
 
 
+def _sections(lines) -> tuple:
+    """(lines before the first model, {model name: its lines})."""
+    head, sections, current = [], {}, None
+    for line in lines:
+        if line.startswith("## "):
+            current = line[3:].split(" ", 1)[0]
+            sections[current] = []
+        (sections[current] if current else head).append(line)
+    return head, sections
+
+
+def _merged(path, fresh) -> list:
+    """The existing document with the freshly measured models' sections replaced or added, in the zoo's order."""
+    with open(path) as f:
+        _, old = _sections(f.read().split("\n"))
+    head, new = _sections(fresh)
+    merged = {**old, **new}
+    order = [e.name for e in ZOO if e.name in merged] + [n for n in merged if n not in {e.name for e in ZOO}]
+    return head + [line for name in order for line in merged[name]]
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", default="", help="comma-separated names (default: all)")
     parser.add_argument("--formats", default=",".join(zoo_harness.FORMATS))
+    parser.add_argument("--update", action="store_true",
+                        help="with --models: replace (or add) only their sections of the existing docs/MODELS.md")
     args = parser.parse_args(argv)
     chosen = [e for e in ZOO if not args.models or e.name in args.models.split(",")]
     out = ["# The model zoo", "",
@@ -67,7 +90,10 @@ def main(argv=None) -> int:
         out += _section(entry, reports)
         print(f"models_md: {entry.name} done", file=sys.stderr, flush=True)
     root = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
-    with open(os.path.join(root, "docs", "MODELS.md"), "w") as f:
+    path = os.path.join(root, "docs", "MODELS.md")
+    if args.update:
+        out = _merged(path, out)
+    with open(path, "w") as f:
         f.write("\n".join(out))
     return 0
 
