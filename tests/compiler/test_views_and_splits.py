@@ -206,3 +206,40 @@ def test_an_op_that_only_renames_a_measured_op_becomes_that_op():
     ops = parts.region_ops["trt_region_0"]
     assert "aten.multiply.Tensor" not in ops and ops["aten.mul.Tensor"] >= 1 and ops["aten.sub.Tensor"] == 1
     torch.testing.assert_close(gm(x), Aliases()(x))
+
+
+class HeadsMerged(nn.Module):
+    def forward(self, x):  # [b, t, h, d] -> permute -> view: as WavLM's gated relative positions
+        return (x.permute(0, 2, 1, 3).contiguous().view(x.shape[0] * x.shape[2], -1) * 2).tanh()
+
+
+def test_a_region_whose_views_the_exporter_cannot_retrace_is_exported_with_reshapes(monkeypatch):
+    """WavLM: the exporter's own pass over a region (fake strides reasoned about for every size) could not view a
+    tensor the program viewed; the region is exported again with its views as reshapes, then left as it was."""
+    from trtpack.compiler import onnx_export
+    from trtpack.errors import UnsupportedGraphError
+
+    x = torch.randn(2, 3, 4, 5)
+    gm = export_program(HeadsMerged(), (x,)).module()
+    parts = partition.partition(gm, 1)
+    program = onnx_export.region_program(getattr(gm, parts.regions[0]), {})
+    views = [n for n in program.graph.nodes if n.target is torch.ops.aten.view.default]
+    assert views
+    real, seen = onnx_export._to_onnx, []
+
+    def exporter(p, message="While executing %view : call_function[target=torch.ops.aten.view.default](...)"):
+        has_views = any(n.target is torch.ops.aten.view.default for n in p.graph.nodes)
+        seen.append(has_views)
+        if has_views:
+            raise UnsupportedGraphError("trtpack: ONNX export of the region failed") from ValueError(message)
+        return real(p)
+
+    monkeypatch.setattr(onnx_export, "_to_onnx", exporter)
+    model = onnx_export.to_onnx(program)
+    assert seen == [True, False] and model.data and model.output_names
+    assert all(n.target is torch.ops.aten.view.default for n in views)  # the program is left as it was
+    seen.clear()
+    monkeypatch.setattr(onnx_export, "_to_onnx", lambda p: exporter(p, "Unsupported FX nodes: {'aten.foo'}"))
+    with pytest.raises(UnsupportedGraphError):
+        onnx_export.to_onnx(program)  # another failure: no second attempt
+    assert seen == [True]

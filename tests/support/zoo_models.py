@@ -314,6 +314,16 @@ def timm_sequencer():
     return model, (_images(),), {}, ({0: BATCH},)  # bidirectional LSTMs over rows and columns
 
 
+def wavlm():
+    import_torchvision()  # transformers imports it too, where present
+    from transformers import WavLMConfig, WavLMModel
+    config = WavLMConfig(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                         conv_dim=(16, 16), conv_stride=(5, 2), conv_kernel=(10, 3), num_conv_pos_embeddings=16,
+                         num_conv_pos_embedding_groups=2, num_buckets=16, max_bucket_distance=64)
+    kwargs = {"input_values": torch.randn(2, 1600)}  # gated relative positions: a view the exporter cannot retrace
+    return WavLMModel(config), (), kwargs, _batch_dims(kwargs)
+
+
 ZOO = [
     Entry("resnet18", "torchvision CNN", "torchvision", resnet18),
     Entry("mobilenet_v3_small", "torchvision CNN", "torchvision", mobilenet_v3_small, ci=False),
@@ -347,5 +357,6 @@ ZOO = [
     Entry("maxvit", "torchvision multi-axis attention (upper-case einsum)", "torchvision", maxvit, ci=False),
     Entry("timm_hiera", "timm hierarchical ViT (5-D attention)", "timm", timm_hiera),
     Entry("timm_sequencer", "timm LSTM image model", "timm", timm_sequencer, ci=False),
+    Entry("wavlm", "transformers audio encoder (gated relative positions)", "transformers", wavlm, ci=False),
 ]
 BY_NAME = {entry.name: entry for entry in ZOO}

@@ -141,6 +141,38 @@ def onnx_registry():
 
 
 def to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
+    """`program` (a region: functional, nothing written in place) in ONNX; where the exporter's own pass over the
+    graph cannot view a tensor the way the program did (its fake strides, reasoned about for every size, can differ
+    from the export's), the views are exported again as reshapes, which ONNX does not tell apart."""
+    try:
+        return _to_onnx(program)
+    except UnsupportedGraphError as error:
+        views = [n for n in program.graph.nodes if n.target is torch.ops.aten.view.default]
+        if not views or not _failed_in_a_view(error):
+            raise
+        try:
+            for node in views:
+                node.target = torch.ops.aten.reshape.default
+            program.graph_module.recompile()
+            return _to_onnx(program)
+        except UnsupportedGraphError:
+            raise error from None
+        finally:
+            for node in views:
+                node.target = torch.ops.aten.view.default
+            program.graph_module.recompile()
+
+
+def _failed_in_a_view(error: BaseException) -> bool:
+    cause = error
+    while cause is not None:
+        if "target=torch.ops.aten.view.default]" in str(cause):
+            return True
+        cause = cause.__cause__ or cause.__context__
+    return False
+
+
+def _to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
     """A program already decomposed for ONNX (as trtpack's regions are, decomposition.decompose) → ONNX, names and opset read from the exporter's
     model. Uses the exporter's translation step directly: torch.onnx.export would decompose the program again."""
     quiet = io.StringIO()
