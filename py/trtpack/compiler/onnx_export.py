@@ -101,27 +101,27 @@ class NotTranslated(UnsupportedGraphError):
         self.fx_nodes = [(node, reason)]
 
 
+def _chain(error: BaseException):
+    """`error`, then the error it was raised from (or during), and so on: the exporter wraps its failures."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
+
+
 def _untranslated_node(error: BaseException, program) -> Optional[str]:
     """The node the exporter names in "Error when translating node %name : ...", if the program has it."""
     names = {node.name for node in program.graph.nodes if node.op == "call_function"}
-    cause = error
-    while cause is not None:
+    for cause in _chain(error):
         found = re.search(r"Error when translating node %(\S+) :", str(cause))
         if found and found.group(1) in names:
             return found.group(1)
-        cause = cause.__cause__ or cause.__context__
     return None
 
 
 def _innermost_reason(error: BaseException) -> str:
     """The first line of the innermost error in the chain that says anything (torchlib's own assertion, usually)."""
-    reason, cause = "", error
-    while cause is not None:
-        text = str(cause).strip()
-        if text:
-            reason = f"{type(cause).__name__}: {text.splitlines()[0][:300]}"
-        cause = cause.__cause__ or cause.__context__
-    return reason
+    said = [cause for cause in _chain(error) if str(cause).strip()]
+    return f"{type(said[-1]).__name__}: {str(said[-1]).strip().splitlines()[0][:300]}" if said else ""
 
 
 @dataclass
@@ -164,12 +164,7 @@ def to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:
 
 
 def _failed_in_a_view(error: BaseException) -> bool:
-    cause = error
-    while cause is not None:
-        if "target=torch.ops.aten.view.default]" in str(cause):
-            return True
-        cause = cause.__cause__ or cause.__context__
-    return False
+    return any("target=torch.ops.aten.view.default]" in str(cause) for cause in _chain(error))
 
 
 def _to_onnx(program: torch.export.ExportedProgram) -> OnnxModel:

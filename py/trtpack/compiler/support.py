@@ -65,9 +65,9 @@ def _positive_step(node: Node) -> Optional[str]:
 
 
 def _arguments(node: Node) -> dict:
-    """The node's arguments by schema name, defaults filled in."""
+    """The node's arguments by schema name, in the schema's order, defaults filled in (None where it has none)."""
     schema = node.target._schema
-    given = {a.name: v for a, v in zip(schema.arguments, node.args)}
+    given = {a.name: v for a, v in zip(schema.arguments, node.args) if not a.kwarg_only}
     given.update(node.kwargs)
     return {a.name: given.get(a.name, a.default_value if a.has_default_value() else None) for a in schema.arguments}
 
@@ -190,19 +190,7 @@ def pattern(node: Node) -> str:
     value) as #, a string, bool, dtype or None as it is. `aten.index_put.default(float32[2], [int64[1]], float32[2],
     True)` is an accumulating index_put; `aten.einsum.default('bij,bjk->bik', [float32[3], float32[3]], _)` an
     einsum with its equation. Numbers are left out on purpose: a model's sizes are never the matrix's."""
-    target = node.target
-    args, kwargs, parts = node.args, node.kwargs, []
-    for i, argument in enumerate(target._schema.arguments):
-        if i < len(args) and not argument.kwarg_only:
-            value = args[i]
-        elif argument.name in kwargs:
-            value = kwargs[argument.name]
-        elif argument.has_default_value():
-            value = argument.default_value
-        else:
-            value = None
-        parts.append(_pattern_of(value))
-    return f"{name_of(target)}({', '.join(parts)})"
+    return f"{name_of(node.target)}({', '.join(_pattern_of(value) for value in _arguments(node).values())})"
 
 
 def _later_operands_constant(node: Node) -> Optional[str]:
