@@ -28,10 +28,10 @@ inline std::vector<at::Tensor> tensor_list_argument(const c10::IValue& value) {
 // (Tensor[] inputs, Tensor plan, str meta) -> Result, as a boxed kernel.
 template <typename Result, Result (*Kernel)(const std::vector<at::Tensor>&, const at::Tensor&, const std::string&)>
 void boxed_call(const c10::OperatorHandle&, torch::jit::Stack* stack) {
-  const std::string meta = torch::jit::pop(*stack).toStringRef();
+  const c10::IValue meta = torch::jit::pop(*stack);  // read in place: a record's meta is a long string
   const at::Tensor plan = torch::jit::pop(*stack).toTensor();
   const std::vector<at::Tensor> inputs = tensor_list_argument(torch::jit::pop(*stack));
-  torch::jit::push(*stack, c10::IValue(Kernel(inputs, plan, meta)));
+  torch::jit::push(*stack, c10::IValue(Kernel(inputs, plan, meta.toStringRef())));
 }
 
 template <typename Result, Result (*Kernel)(const std::vector<at::Tensor>&, const at::Tensor&, const std::string&)>

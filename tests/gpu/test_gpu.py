@@ -158,6 +158,33 @@ def test_out_of_range_input_of_an_ep_is_an_incompatible_engine_error(fixtures):
         program(models.example_input(torch.float32, 17, "cuda"))
 
 
+def test_an_engines_context_sets_shapes_again_after_a_new_shape_and_after_a_refusal(fixtures, trt):
+    """Both executors set a context's input shapes (and check TensorRT's output shapes) only when a call's signature
+    differs from the last run's on that context. A change of batch, a shape TensorRT refuses between two good calls
+    (the engine called straight, past the program's own input check), and an earlier batch again must each run with
+    their own shapes."""
+    import trtpack
+
+    program = load(fixtures, "chain.ep", device="cuda")
+    model, dtype = eager(fixtures, "chain")
+    graph = program.runner.module.graph
+    first = next(n for n in graph.nodes if n.target is torch.ops.trtpack.execute_engine.default)
+    plan, meta = getattr(program.runner.module, first.args[1].target), first.args[2]
+    for batch in (4, 4, 2, 17, 4, 1, 16, 17, 16):
+        x = models.example_input(dtype, batch, "cuda")
+        if batch > models.BATCH["max"]:
+            with pytest.raises(trtpack.IncompatibleEngineError, match="16"):
+                program(x)
+            with pytest.raises(RuntimeError, match="outside what it was built for"):
+                torch.ops.trtpack.execute_engine([x], plan, meta)
+            assert "outside the profile" in trt.errors[-1]  # refused by (the stand-in's) TensorRT itself
+            continue
+        before = len(trt.runs)
+        y = program(x)
+        assert len(trt.runs) == before + 3 and y.shape == (batch, 32)
+        torch.testing.assert_close(y, model(x), **TOL[dtype])
+
+
 def test_graph_split_by_a_custom_op_runs_two_engines_with_pytorch_between_on_cuda(fixtures, trt):
     program = load(fixtures, "split.ep", device="cuda")
     model, dtype = eager(fixtures, "split")

@@ -20,7 +20,7 @@ from trtpack import locations, record
 from trtpack.names import BACKEND_MODULES, dtype_name, sm_name
 from trtpack.errors import FormatError, IncompatibleEngineError
 from trtpack.runtime import shapes, standin
-from trtpack.runtime.trt_engine import LoadedEngine, run
+from trtpack.runtime.trt_engine import Call, LoadedEngine, run
 
 
 def test_double():
@@ -181,17 +181,26 @@ class Executor:
         return torch.tensor(usable, dtype=torch.bool)  # on the CPU, like every engine_usable kernel
 
     def execute_engine(self, inputs: List[torch.Tensor], plan: torch.Tensor, meta: str) -> List[torch.Tensor]:
-        device = inputs[0].device if len(inputs) == 1 else _device_of(inputs, plan)
-        stream_key, stream_handle = self._current_stream(device)
-        key = (meta, plan.data_ptr(), device, stream_key, *[(x.shape, x.dtype) for x in inputs])
-        bound = self._bound.get(key)  # this engine, stream and input signature seen before: checks and lookups done
-        if bound is None:
-            return self._first_call(key, inputs, plan, meta, device, stream_key, stream_handle)
-        with self._device_guard(device), bound.slot.lock:
-            held = [x if x.is_contiguous() else x.contiguous() for x in inputs]  # alive until enqueued
-            return run(bound.slot, bound.spec.input_names, held, bound.shapes, bound.spec.output_names,
-                       bound.output_shapes, bound.output_dtypes, device, stream_handle, bound.spec.name,
-                       bound.spec.ranges)
+        if len(inputs) == 1:  # the common call, without the loops
+            x = inputs[0]
+            device = x.device
+            stream_key, stream_handle = self._current_stream(device)
+            key = (meta, plan.data_ptr(), device, stream_key, x.shape, x.dtype)
+            held = inputs if x.is_contiguous() else [x.contiguous()]  # alive until enqueued
+        else:
+            device = _device_of(inputs, plan)
+            stream_key, stream_handle = self._current_stream(device)
+            key = (meta, plan.data_ptr(), device, stream_key, *[(x.shape, x.dtype) for x in inputs])
+            held = [x if x.is_contiguous() else x.contiguous() for x in inputs]
+        call = self._bound.get(key)  # this engine, stream and input signature seen before: checks and lookups done
+        if call is None:
+            return self._first_call(key, held, plan, meta, device, stream_key, stream_handle)
+        guard = self._device_guard(device)
+        if guard is not _NO_GUARD:
+            with guard, call.slot.lock:
+                return run(call, held, device, stream_handle)
+        with call.slot.lock:
+            return run(call, held, device, stream_handle)
 
     def _first_call(self, key, inputs, plan, meta, device, stream_key, stream_handle) -> List[torch.Tensor]:
         """A call with an engine, stream or input signature not seen before: checks the inputs against the record,
@@ -200,31 +209,20 @@ class Executor:
         spec = shapes.engine_spec(meta)
         expected = self._check_inputs(spec, inputs)
         loaded = self.engine(plan, spec, device)
-        bound = _Bound(spec, loaded.context(stream_key), tuple(x.shape for x in inputs),
-                       tuple(tuple(int(d) for d in dims) for dims in expected))
-        with self._device_guard(device), bound.slot.lock:
-            held = [x.contiguous() for x in inputs]
-            outputs = run(bound.slot, spec.input_names, held, bound.shapes, spec.output_names, bound.output_shapes,
-                          bound.output_dtypes, device, stream_handle, spec.name, spec.ranges)
+        outputs = [(t.name, tuple(int(d) for d in dims), t.dtype) for t, dims in zip(spec.outputs, expected)]
+        call = Call(loaded.context(stream_key), spec.input_names, tuple(x.shape for x in inputs), outputs, spec.name,
+                    spec.ranges)
+        with self._device_guard(device), call.slot.lock:
+            result = run(call, inputs, device, stream_handle)
         if len(self._bound) >= 4096:
             self._bound.clear()
-        self._bound[key] = bound
+        self._bound[key] = call
         if not loaded.runtime_cache_saved:
             try:
                 loaded.save_runtime_cache(first_time_only=True)  # the first run compiled the most; keep it on a crash
             except OSError as e:
                 warnings.warn(f"trtpack: could not save the TensorRT-RTX runtime cache of {spec.name!r}: {e}")
-        return outputs
-
-
-class _Bound:
-    """What a call of one engine on one stream with one input signature needs after its first call."""
-    __slots__ = ("spec", "slot", "shapes", "output_shapes", "output_dtypes")
-
-    def __init__(self, spec: shapes.EngineSpec, slot, input_shapes: tuple, output_shapes: tuple):
-        self.spec, self.slot, self.shapes = spec, slot, input_shapes
-        self.output_shapes = output_shapes
-        self.output_dtypes = tuple(t.dtype for t in spec.outputs)
+        return result
 
 
 _executor: Optional[Executor] = None

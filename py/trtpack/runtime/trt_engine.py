@@ -129,32 +129,47 @@ class ContextSlot:
         self.shapes = None
 
 
-def run(slot: ContextSlot, input_names: Sequence[str], inputs: Sequence[torch.Tensor], shapes: tuple,
-        output_names: Sequence[str], output_shapes: Sequence[tuple], output_dtypes: Sequence[torch.dtype],
-        device: torch.device, stream_handle: int, engine_name: str, ranges: str):
-    """One inference on `slot`'s context (its lock held by the caller): input shapes when `shapes` (the inputs'
-    shapes) differ from the last run's, then addresses, outputs allocated by torch with the shapes the record gives
-    (`output_shapes`, checked against TensorRT's), and the enqueue on the stream."""
+class Call:
+    """One engine's call on one context with one input signature, as fixed by its first run: the names, the input
+    shapes (a tuple of torch.Size), the outputs as (name, shape, dtype) with the shapes the record gives, and what an
+    error names."""
+    __slots__ = ("slot", "input_names", "shapes", "outputs", "engine_name", "ranges")
+
+    def __init__(self, slot: ContextSlot, input_names: Sequence[str], shapes: tuple, outputs: Sequence[tuple],
+                 engine_name: str, ranges: str):
+        self.slot, self.input_names, self.shapes = slot, tuple(input_names), shapes
+        self.outputs = tuple(outputs)
+        self.engine_name, self.ranges = engine_name, ranges
+
+
+def run(call: Call, inputs: Sequence[torch.Tensor], device: torch.device, stream_handle: int):
+    """One inference on `call.slot`'s context (its lock held by the caller; `inputs` contiguous): input shapes when
+    they differ from the last run's on that context, then addresses, outputs allocated by torch with the shapes the
+    record gives (checked against TensorRT's when the shapes were set), and the enqueue on the stream."""
+    slot = call.slot
     context = slot.context
-    if slot.shapes is not shapes and slot.shapes != shapes:
+    if slot.shapes is not call.shapes and slot.shapes != call.shapes:
         slot.shapes = None  # until every shape is set and checked
-        for name, x in zip(input_names, inputs):
+        for name, x in zip(call.input_names, inputs):
             if not context.set_input_shape(name, tuple(x.shape)):
                 raise IncompatibleEngineError(
-                    f"trtpack: engine {engine_name!r} input {name!r} has shape {tuple(x.shape)}, outside what it was "
-                    f"built for ({ranges}); rebuild with wider dynamic_shapes or pass an input in range.")
-        for name, expected in zip(output_names, output_shapes):
+                    f"trtpack: engine {call.engine_name!r} input {name!r} has shape {tuple(x.shape)}, outside what it "
+                    f"was built for ({call.ranges}); rebuild with wider dynamic_shapes or pass an input in range.")
+        for name, expected, _ in call.outputs:
             computed = tuple(context.get_tensor_shape(name))
             if computed != expected:
-                raise FormatError(f"trtpack: engine {engine_name!r} output {name!r}: TensorRT computes shape "
+                raise FormatError(f"trtpack: engine {call.engine_name!r} output {name!r}: TensorRT computes shape "
                                   f"{computed} but the record says {expected}; the meta does not describe this "
                                   "plan: rebuild the engine with trtpack.")
-        slot.shapes = shapes
-    for name, x in zip(input_names, inputs):
+        slot.shapes = call.shapes
+    for name, x in zip(call.input_names, inputs):
         context.set_tensor_address(name, x.data_ptr())
-    outputs = [torch.empty(shape, dtype=dtype, device=device) for shape, dtype in zip(output_shapes, output_dtypes)]
-    for name, out in zip(output_names, outputs):
+    outputs = []
+    for name, shape, dtype in call.outputs:
+        out = torch.empty(shape, dtype=dtype, device=device)
         context.set_tensor_address(name, out.data_ptr())
+        outputs.append(out)
     if not context.execute_async_v3(stream_handle):
-        raise TrtpackError(f"trtpack: TensorRT failed to run engine {engine_name!r}; see TensorRT's message above.")
+        raise TrtpackError(f"trtpack: TensorRT failed to run engine {call.engine_name!r}; see TensorRT's message "
+                           "above.")
     return outputs
