@@ -113,6 +113,29 @@ def test_outputs_are_fresh_tensors_never_the_static_buffers_or_the_input():
     torch.testing.assert_close(same1, x1 - 1)
 
 
+
+def test_a_replay_with_grad_enabled_returns_outputs_without_grad_and_restores_grad_mode():
+    """A replay turns grad mode off only while it copies and replays (inputs that require grad must not make the
+    graph's buffers part of an autograd graph), and puts it back as it was, also when the replay fails."""
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    x = torch.randn(2, 4, requires_grad=True)
+    with torch.no_grad():
+        graphs(x.detach())  # captured
+    for grad_mode in (True, False):
+        with torch.set_grad_enabled(grad_mode):
+            y, same = graphs(x)
+            assert torch.is_grad_enabled() is grad_mode
+        assert not y.requires_grad and not same.requires_grad and y.grad_fn is None
+        torch.testing.assert_close(same, x.detach())
+    assert graphs.info()["replays"] == 3  # the capturing call replays too
+    [graph] = graphs._graphs.values()
+    graph.replay = lambda: (_ for _ in ()).throw(RuntimeError("replay failed"))
+    with torch.enable_grad():
+        with pytest.raises(RuntimeError, match="replay failed"):
+            graphs(x)
+        assert torch.is_grad_enabled()
+
 def test_to_and_load_state_dict_drop_the_graphs_and_an_in_place_weight_change_is_seen():
     module, backend = Counting(), FakeBackend()
     cuda_graphs.attach(module, True, backend=backend)

@@ -229,15 +229,19 @@ class CudaGraphs:
 
     def _replay(self, key, graph: _Graph, args, kwargs, device):
         with self._lock:
+            stream = self.backend.stream_key(device)
+            if self._last_key != stream:  # another stream than the last replay's: wait for it first
+                self._last_stream = self.backend.order_after(self._last_stream, device)
+                self._last_key = stream
             grad = torch.is_grad_enabled()
-            torch._C._set_grad_enabled(False)
+            if grad:
+                torch._C._set_grad_enabled(False)
             try:
-                stream = self.backend.stream_key(device)
-                if self._last_key != stream:  # another stream than the last replay's: wait for it first
-                    self._last_stream = self.backend.order_after(self._last_stream, device)
-                    self._last_key = stream
-                for static, x in zip(graph.inputs, (*args, *kwargs.values()) if kwargs else args):
-                    static.copy_(x)
+                if len(args) == 1 and not kwargs:
+                    graph.inputs[0].copy_(args[0])
+                else:
+                    for static, x in zip(graph.inputs, (*args, *kwargs.values())):
+                        static.copy_(x)
                 graph.replay()
                 self.replays += 1
                 if graph is not self._last_replayed:
@@ -246,7 +250,8 @@ class CudaGraphs:
                         self._graphs.move_to_end(key)
                 return graph.outputs()
             finally:
-                torch._C._set_grad_enabled(grad)
+                if grad:
+                    torch._C._set_grad_enabled(True)
 
 
 def _fresh(value):
