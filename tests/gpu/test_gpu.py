@@ -470,6 +470,27 @@ def test_cuda_graphs_outputs_identical_to_eager_and_a_new_shape_is_captured(fixt
     assert info["captures"] == 3 and info["replays"] == 7 and info["eager_calls"] == 0, info
 
 
+@pytest.mark.parametrize("name", FIXTURE_PROGRAMS)
+def test_a_static_call_replays_new_inputs_written_in_place_into_the_same_outputs(fixtures, trt, name):
+    eager_program = _quiet_load(fixtures, f"{name}.ep", device="cuda")
+    graphed = _quiet_load(fixtures, f"{name}.ep", device="cuda", cuda_graphs=True)
+    dtype = models.MODELS.get(name, models.MODELS["mlp"])[1]
+    call = graphed.cuda_graphs.static_call(models.example_input(dtype, 4, "cuda"))
+    assert call.captured
+    out = call.outputs
+    for seed in range(3):
+        torch.manual_seed(seed)
+        x = models.example_input(dtype, 4, "cuda") * (seed + 1)
+        call.args[0].copy_(x)
+        before = len(trt.runs)
+        assert call() is out and len(trt.runs) == before  # a replay: no engine is called from Python
+        expected = eager_program(x)
+        assert torch.equal(out, expected), (name, seed, (out - expected).abs().max().item())
+        kept = out.clone()
+        graphed(x * 2)  # an ordinary call of the same signature leaves the static call's buffers alone
+        assert torch.equal(out, kept)
+
+
 def test_cuda_graphs_eight_threads_share_one_loaded_program(fixtures, trt):
     program = _quiet_load(fixtures, "split.ep", device="cuda", cuda_graphs=True)
     model, dtype = eager(fixtures, "split")

@@ -106,7 +106,7 @@ def test_outputs_are_fresh_tensors_never_the_static_buffers_or_the_input():
     assert same1 is not x1 and same1.data_ptr() != x1.data_ptr()
     torch.testing.assert_close(same1, x1)
     torch.testing.assert_close(same2, x2)
-    static = graphs._graphs[next(iter(graphs._graphs))].outputs.__closure__[0].cell_contents  # the static tuple
+    static = graphs._graphs[next(iter(graphs._graphs))].outputs  # the static tuple
     assert len(static) == 2 and all(isinstance(t, torch.Tensor) for t in static)
     assert {y1.data_ptr(), y2.data_ptr()}.isdisjoint({t.data_ptr() for t in static})
     x1.add_(1)  # changing an input after the call changes no result
@@ -257,3 +257,116 @@ def test_on_a_cpu_machine_load_and_compile_accept_cuda_graphs_and_run_eagerly(tm
         assert len(said) == 1 and "no CUDA device here" in said[0] and "\n" not in said[0], said
         assert program.cuda_graphs.info()["eager_calls"] == 3
     assert not hasattr(trtpack.load(path), "cuda_graphs")  # off unless asked for
+
+
+# -- static calls: the caller's own buffers, no copies per call -------------------------------------------------
+
+
+def test_a_static_call_replays_on_inputs_written_in_place_into_the_same_output_tensors():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    x = torch.randn(2, 4)
+    call = graphs.static_call(x)
+    assert call.captured and graphs.info()["captures"] == 1 and graphs.info()["graphs"] == 0  # outside the LRU
+    y, same = call.outputs
+    assert call.args[0] is not x and call.args[0].data_ptr() != x.data_ptr()  # a copy: x stays the caller's
+    assert same is call.args[0]  # the program returns its input: the output is the input buffer (documented)
+    for _ in range(3):
+        new = torch.randn(2, 4)
+        call.args[0].copy_(new)
+        result = call()
+        assert result is call.outputs and result[0] is y  # the same tensors, overwritten
+        torch.testing.assert_close(y, module.linear(new).relu())
+    kept = y.clone()
+    ordinary, _ = graphs(torch.randn(2, 4))  # the same signature through the program: its own graph and buffers
+    torch.testing.assert_close(y, kept)
+    assert ordinary.data_ptr() != y.data_ptr()
+    info = graphs.info()
+    assert info["captures"] == 2 and info["replays"] == 4 and info["graphs"] == 1 and info["eager_calls"] == 0
+    assert info["static_calls"] == 1
+
+
+def test_a_static_call_takes_keyword_inputs_and_refuses_inputs_it_cannot_write_in_place():
+    graphs = CudaGraphs(lambda x, *, scale: x * scale, backend=FakeBackend())
+    call = graphs.static_call(torch.ones(3), scale=torch.full((3,), 2.0))
+    call.kwargs["scale"].fill_(5.0)
+    torch.testing.assert_close(call(), torch.full((3,), 5.0))
+    for bad in (([torch.ones(3)],), (torch.ones(3), 2.0)):
+        with pytest.raises(trtpack.TrtpackError, match="static_call needs the program's inputs as tensors"):
+            graphs.static_call(*bad)
+
+
+def test_to_load_state_dict_and_clear_drop_a_static_call_and_calling_it_then_says_what_to_do():
+    module, backend = Counting(), FakeBackend()
+    cuda_graphs.attach(module, True, backend=backend)
+    for drop in (lambda: module.to(torch.float32), lambda: module.load_state_dict(module.state_dict()),
+                 lambda: module.cuda_graphs.clear()):
+        call = module.cuda_graphs.static_call(torch.randn(2, 4))
+        call()
+        released = backend.released
+        drop()
+        assert backend.released == released + 1  # its last replay was waited for before the graph went
+        with pytest.raises(trtpack.TrtpackError, match=r"dropped .* make a new one with program.cuda_graphs.static_call"):
+            call()
+    assert module.cuda_graphs.info()["static_calls"] == 0
+    fresh = module.cuda_graphs.static_call(torch.randn(2, 4))
+    torch.testing.assert_close(fresh()[0], module.linear(fresh.args[0]).relu())
+
+
+def test_a_static_call_that_cannot_capture_runs_eagerly_into_the_same_buffers_and_says_why_once():
+    module = Counting()
+    graphs = CudaGraphs(module, backend=FakeBackend(fail="an op could not be captured: RuntimeError: sync"))
+    call, said = caught(lambda: graphs.static_call(torch.randn(2, 4)))
+    assert not call.captured and len(said) == 1 and "could not be captured" in said[0]
+    y = call.outputs[0]
+    for _ in range(2):
+        call.args[0].normal_()
+        result, said = caught(call)
+        assert said == [] and result[0] is y
+        torch.testing.assert_close(y, module.linear(call.args[0]).relu())
+    assert graphs.info()["eager_calls"] == 3 and graphs.info()["off"]
+
+
+def test_an_eager_static_call_resizes_outputs_whose_shape_depends_on_data():
+    program = torch.export.export(DataDependent(), (torch.randn(4, 3),))
+    module = program.module()
+    module._trtpack_program = program
+    cuda_graphs.attach(module, True, backend=FakeBackend())
+    call, said = caught(lambda: module.cuda_graphs.static_call(torch.ones(4, 3)))
+    assert "shapes depend on data" in said[0] and call.outputs.shape == (12, 2)
+    out = call.outputs
+    call.args[0].zero_()[1, 2] = 1.0
+    assert call() is out and out.tolist() == [[1, 2]]
+
+
+def test_static_calls_in_eight_threads_each_with_its_own_buffers():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, max_graphs=2, backend=backend)
+    errors, barrier = [], threading.Barrier(8)
+
+    def worker(batch):
+        try:
+            call = graphs.static_call(torch.randn(batch, 4))
+            barrier.wait()
+            for _ in range(25):
+                call.args[0].normal_()
+                y, same = call()
+                torch.testing.assert_close(y, module.linear(call.args[0]).relu())
+        except Exception as e:  # noqa: BLE001  (reported below)
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(1 + i % 4,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == [] and graphs.info()["captures"] == 8 and graphs.info()["replays"] == 200
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the CPU-only path")
+def test_on_a_cpu_machine_a_static_call_runs_eagerly_with_one_warning():
+    module = cuda_graphs.attach(Counting(), True)
+    call, said = caught(lambda: module.cuda_graphs.static_call(torch.randn(2, 4)))
+    assert not call.captured and len(said) == 1 and "no CUDA device here" in said[0]
+    call.args[0].fill_(1.0)
+    torch.testing.assert_close(call()[0], module.linear(torch.ones(2, 4)).relu())

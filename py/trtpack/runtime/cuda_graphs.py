@@ -23,12 +23,17 @@ one copy per output, whatever the number of engines.
   inputs on the CPU (those calls only), inputs other than flat tensors, data-dependent shapes, a program writing its
   inputs in place, a fallback still undecided after the first run, or an op that failed to capture (with its error).
 
-`module.cuda_graphs` (a CudaGraphs) holds the graphs: `.info()`, `.clear()`, `.max_graphs`.
+Static calls (`module.cuda_graphs.static_call(*inputs)`) skip both copies: a graph of their own whose input
+buffers the caller writes in place and whose output buffers every replay overwrites (documented aliasing, for
+callers who need a replay's cost alone; see StaticCall).
+
+`module.cuda_graphs` (a CudaGraphs) holds the graphs: `.info()`, `.clear()`, `.max_graphs`, `.static_call()`.
 """
 import collections
 import functools
 import threading
 import warnings
+import weakref
 from typing import Callable, Optional
 
 import torch
@@ -120,11 +125,11 @@ class NotCaptured(Exception):
 
 
 class _Graph:
-    __slots__ = ("replay", "inputs", "outputs")
+    __slots__ = ("replay", "inputs", "outputs", "fresh")
 
     def __init__(self, replay, inputs, outputs):
-        self.replay, self.inputs = replay, inputs
-        self.outputs = outputs  # () -> fresh copies of the static outputs
+        self.replay, self.inputs, self.outputs = replay, inputs, outputs  # the static buffers
+        self.fresh = _cloner(outputs)  # () -> fresh copies of the static outputs
 
 
 class CudaGraphs:
@@ -145,6 +150,7 @@ class CudaGraphs:
         self._last_replayed = None                # the graph replayed last (already the most recent in LRU order)
         self._last_stream, self._last_key = None, None
         self._streams = {}                        # device -> side stream for warm-up and capture
+        self._static_calls = weakref.WeakSet()    # StaticCalls made here, dropped with the graphs
         self._off: Optional[str] = None           # why this program never captures, once known
         self._checked_off = False
         self._warned = set()
@@ -155,14 +161,18 @@ class CudaGraphs:
         with self._lock:
             return {"graphs": len(self._graphs), "max_graphs": self.max_graphs, "captures": self.captures,
                     "replays": self.replays, "eager_calls": self.eager_calls, "invalidations": self.invalidations,
-                    "off": self._off}
+                    "static_calls": len(self._static_calls), "off": self._off}
 
     def clear(self, why: str = "cleared") -> None:
         """Drops every captured graph (after its last replay is done); the next call of each shape captures again."""
         with self._lock:
-            if self._graphs:
+            static = list(self._static_calls)
+            if self._graphs or static:
                 self.backend.release(self._last_stream)
                 self.invalidations += 1
+            for call in static:
+                call._drop(why)
+            self._static_calls.clear()
             self._graphs.clear()
             self._last_stream = self._last_key = self._last_replayed = None
 
@@ -184,17 +194,9 @@ class CudaGraphs:
             return self._replay(key, graph, args, kwargs, device)
         if _tracing(args, kwargs):
             return self.run(*args, **kwargs)
-        if not self._checked_off:
-            self._checked_off = True
-            self._off = self.backend.unavailable() or self._blocker()
-        if self._off:
-            return self._eager("off", self._off, args, kwargs)
-        if key is None:
-            kind, why = device  # _signature's reason
-            return self._eager(kind, why, args, kwargs)
-        refused = self.backend.refuse(device)
-        if refused:
-            return self._eager(device.type, refused, args, kwargs)
+        eager = self._why_eager(key, device)
+        if eager:
+            return self._eager(*eager, args, kwargs)
         with self._lock:
             graph = self._graphs.get(key)
             if graph is None:
@@ -203,13 +205,54 @@ class CudaGraphs:
                 try:
                     graph = self._capture(key, args, kwargs, device)
                 except NotCaptured as error:
-                    if error.permanent:
-                        self._off = error.reason
-                    kind = "off" if error.permanent else "capture:" + error.reason[:40]
-                    return self._eager(kind, error.reason, args, kwargs)
+                    return self._eager(*self._not_captured(error), args, kwargs)
             return self._replay(key, graph, args, kwargs, device)
 
-    def _capture(self, key, args, kwargs, device) -> _Graph:
+    def _why_eager(self, key, device):
+        """(kind, reason) where calls with this signature cannot replay a graph, else None."""
+        if not self._checked_off:
+            self._checked_off = True
+            self._off = self.backend.unavailable() or self._blocker()
+        if self._off:
+            return "off", self._off
+        if key is None:
+            return device  # _signature's (kind, reason)
+        refused = self.backend.refuse(device)
+        return (device.type, refused) if refused else None
+
+    def _not_captured(self, error: NotCaptured):
+        if error.permanent:
+            self._off = error.reason
+        return ("off" if error.permanent else "capture:" + error.reason[:40]), error.reason
+
+    def static_call(self, *args, **kwargs) -> "StaticCall":
+        """A StaticCall for the signature of `args`/`kwargs` (tensors on one device), with a graph of its own whose
+        buffers start as copies of them; where capture is impossible its calls run eagerly (said once, as above)."""
+        key, device = _signature(args, kwargs)
+        if key is None:
+            from trtpack.errors import TrtpackError
+            raise TrtpackError(f"trtpack: static_call needs the program's inputs as tensors on one device, since the "
+                               f"caller writes them in place; {device[1]}. Call the program itself instead")
+        with self._lock:
+            eager, graph = self._why_eager(key, device), None
+            if eager is None:
+                try:
+                    graph = self._record(args, kwargs, device)
+                except NotCaptured as error:
+                    eager = self._not_captured(error)
+            if graph is None:
+                self._say(*eager)
+                static = [_static(x) for x in (*args, *kwargs.values())]
+                with torch.no_grad():
+                    outputs = self.run(*static[:len(args)], **dict(zip(kwargs, static[len(args):])))
+                self.eager_calls += 1
+                graph = _Graph(None, static, outputs)
+            call = StaticCall(self, graph, len(args), tuple(kwargs), device)
+            self._static_calls.add(call)
+        return call
+
+    def _record(self, args, kwargs, device) -> _Graph:
+        """Captures the program on copies of `args`/`kwargs` (raises NotCaptured)."""
         static_args = [_static(x) for x in args]
         static_kwargs = {name: _static(x) for name, x in kwargs.items()}
         stream = self._streams.get(device)
@@ -218,21 +261,27 @@ class CudaGraphs:
         with torch.no_grad():
             replay, outputs = self.backend.capture(self.run, static_args, static_kwargs, device, stream,
                                                    lambda: self._pending(device))
-        graph = _Graph(replay, static_args + [static_kwargs[name] for name in kwargs], _cloner(outputs))
         self.captures += 1
-        self._graphs[key] = graph
+        return _Graph(replay, static_args + [static_kwargs[name] for name in kwargs], outputs)
+
+    def _capture(self, key, args, kwargs, device) -> _Graph:
+        graph = self._graphs[key] = self._record(args, kwargs, device)
         while len(self._graphs) > self.max_graphs:
             self.backend.release(self._last_stream)
             self._graphs.popitem(last=False)
             self._last_replayed = None  # never keep a dropped graph (and its memory) alive
         return graph
 
+    def _order(self, device) -> None:
+        """Under the lock, before a replay: where the last replay ran on another stream, wait for it first."""
+        stream = self.backend.stream_key(device)
+        if self._last_key != stream:
+            self._last_stream = self.backend.order_after(self._last_stream, device)
+            self._last_key = stream
+
     def _replay(self, key, graph: _Graph, args, kwargs, device):
         with self._lock:
-            stream = self.backend.stream_key(device)
-            if self._last_key != stream:  # another stream than the last replay's: wait for it first
-                self._last_stream = self.backend.order_after(self._last_stream, device)
-                self._last_key = stream
+            self._order(device)
             grad = torch.is_grad_enabled()
             if grad:
                 torch._C._set_grad_enabled(False)
@@ -248,10 +297,75 @@ class CudaGraphs:
                     self._last_replayed = graph
                     if key in self._graphs:
                         self._graphs.move_to_end(key)
-                return graph.outputs()
+                return graph.fresh()
             finally:
                 if grad:
                     torch._C._set_grad_enabled(True)
+
+
+class StaticCall:
+    """One input signature of a program, captured with buffers the caller uses directly: no copy in, no copy out.
+
+        call = program.cuda_graphs.static_call(x)   # captures on copies of x (its own graph, outside the LRU)
+        call.args[0].copy_(next_x)                  # or have the producer write into call.args[0]
+        y = call()                                  # replays on the current stream; y is call.outputs
+
+    Aliasing, by design: `call.args`/`call.kwargs` are the graph's input tensors, and `call.outputs` (what the
+    program returns, same structure) are its output tensors, the same objects on every call and overwritten by the
+    next call of this StaticCall (copy what you keep; an output may be an input buffer itself where the program
+    returns its input). Write the inputs and read the outputs on the stream you call on, or order your streams
+    yourself. Ordinary calls of the program never touch these buffers. Replays stay serialized with the program's
+    other replays (they share engine contexts); a StaticCall used from several threads shares its buffers, so give
+    each thread its own. Where the program cannot be captured, a call runs it eagerly on the same input buffers and
+    copies its results into the same output tensors. `.to()`, `load_state_dict` and `cuda_graphs.clear()` drop it:
+    calling it then is a TrtpackError; make a new one.
+    """
+
+    def __init__(self, graphs: CudaGraphs, graph: _Graph, positional: int, names: tuple, device):
+        self.args = tuple(graph.inputs[:positional])
+        self.kwargs = dict(zip(names, graph.inputs[positional:]))
+        self.outputs = graph.outputs
+        self.captured = graph.replay is not None  # False: calls run the program eagerly
+        self._graphs, self._graph, self._device, self._dropped = graphs, graph, device, None
+
+    def _drop(self, why: str) -> None:
+        self._graph, self._dropped = None, why
+
+    def __call__(self):
+        graph = self._graph
+        if graph is None:
+            from trtpack.errors import TrtpackError
+            raise TrtpackError(f"trtpack: this static call was dropped with the program's CUDA graphs "
+                               f"({self._dropped}); make a new one with program.cuda_graphs.static_call(...)")
+        graphs = self._graphs
+        if graph.replay is None:
+            return self._eagerly(graphs)
+        with graphs._lock:
+            graphs._order(self._device)
+            graph.replay()
+            graphs.replays += 1
+        return self.outputs
+
+    def _eagerly(self, graphs: CudaGraphs):
+        with torch.no_grad():
+            results = graphs.run(*self.args, **self.kwargs)
+        graphs.eager_calls += 1
+        statics, spec = pytree.tree_flatten(self.outputs)
+        values, result_spec = pytree.tree_flatten(results)
+        if spec != result_spec:
+            from trtpack.errors import TrtpackError
+            raise TrtpackError(f"trtpack: {graphs.name} returned a different structure than when this static call "
+                               f"was made ({result_spec} vs {spec}); call the program itself instead")
+        for static, value in zip(statics, values):
+            if isinstance(static, torch.Tensor) and isinstance(value, torch.Tensor) and not _same_memory(static, value):
+                if static.shape != value.shape:
+                    static.resize_(value.shape)
+                static.copy_(value)
+        return self.outputs
+
+
+def _same_memory(a: torch.Tensor, b: torch.Tensor) -> bool:
+    return a.data_ptr() == b.data_ptr() and a.shape == b.shape and a.stride() == b.stride()
 
 
 def _fresh(value):
@@ -363,4 +477,4 @@ def attach(module: torch.nn.Module, cuda_graphs, *, backend=None) -> torch.nn.Mo
     return module
 
 
-__all__ = ["CudaBackend", "CudaGraphs", "DEFAULT_MAX_GRAPHS", "NotCaptured", "attach", "blocker_of"]
+__all__ = ["CudaBackend", "CudaGraphs", "DEFAULT_MAX_GRAPHS", "NotCaptured", "StaticCall", "attach", "blocker_of"]
