@@ -11,6 +11,7 @@ import torch
 from torch.utils import _pytree as pytree
 
 import trtpack
+from tests.support.threads import run_in_threads
 from trtpack.runtime import cuda_graphs
 from trtpack.runtime.cuda_graphs import CudaGraphs, NotCaptured
 
@@ -212,24 +213,15 @@ def test_programs_that_can_never_be_captured_run_eagerly_and_say_why(model, reas
 def test_eight_threads_share_the_graphs():
     module, backend = Counting(), FakeBackend()
     graphs = CudaGraphs(module, max_graphs=4, backend=backend)
-    errors, barrier = [], threading.Barrier(8)
 
     def worker(batch):
-        try:
-            barrier.wait()
-            for _ in range(25):
-                x = torch.randn(batch, 4)
-                y, same = graphs(x)
-                torch.testing.assert_close(y, module.linear(x).relu())
-                torch.testing.assert_close(same, x)
-        except Exception as e:  # noqa: BLE001  (reported below)
-            errors.append(e)
+        for _ in range(25):
+            x = torch.randn(batch, 4)
+            y, same = graphs(x)
+            torch.testing.assert_close(y, module.linear(x).relu())
+            torch.testing.assert_close(same, x)
 
-    threads = [threading.Thread(target=worker, args=(1 + i % 4,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(worker, [(1 + i % 4,) for i in range(8)])
     assert errors == [] and graphs.info()["captures"] == 4 and graphs.info()["replays"] == 200
     assert backend.ordered >= 2  # calls from another thread (stream) waited for the last replay
 
@@ -342,24 +334,15 @@ def test_an_eager_static_call_resizes_outputs_whose_shape_depends_on_data():
 def test_static_calls_in_eight_threads_each_with_its_own_buffers():
     module, backend = Counting(), FakeBackend()
     graphs = CudaGraphs(module, max_graphs=2, backend=backend)
-    errors, barrier = [], threading.Barrier(8)
 
     def worker(batch):
-        try:
-            call = graphs.static_call(torch.randn(batch, 4))
-            barrier.wait()
-            for _ in range(25):
-                call.args[0].normal_()
-                y, same = call()
-                torch.testing.assert_close(y, module.linear(call.args[0]).relu())
-        except Exception as e:  # noqa: BLE001  (reported below)
-            errors.append(e)
+        call = graphs.static_call(torch.randn(batch, 4))
+        for _ in range(25):
+            call.args[0].normal_()
+            y, same = call()
+            torch.testing.assert_close(y, module.linear(call.args[0]).relu())
 
-    threads = [threading.Thread(target=worker, args=(1 + i % 4,)) for i in range(8)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
+    errors = run_in_threads(worker, [(1 + i % 4,) for i in range(8)])
     assert errors == [] and graphs.info()["captures"] == 8 and graphs.info()["replays"] == 200
 
 
