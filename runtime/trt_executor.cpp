@@ -18,6 +18,7 @@
 #include <mutex>
 #include <set>
 #include <tuple>
+#include <vector>
 
 #include "runtime/boxed.h"
 #include "runtime/engine_cache.h"
@@ -83,6 +84,23 @@ std::vector<runtime::PlanTensor> plan_io(const nv::ICudaEngine& engine) {
 struct Context {
   std::unique_ptr<nv::IExecutionContext> context;
   std::mutex run;  // setting shapes and addresses, then enqueueing, is one step
+  // The signature of the last run (its record, input dtypes and sizes) and the output shapes TensorRT and the record
+  // agreed on for it: TensorRT keeps a context's input shapes between runs, so a run with the same signature sets and
+  // checks nothing again. `meta` is null until a run's shapes were all set and checked.
+  const core::EngineMeta* meta = nullptr;
+  std::vector<at::ScalarType> input_dtypes;
+  std::vector<std::vector<int64_t>> input_sizes;
+  std::vector<std::vector<int64_t>> output_shapes;
+  std::vector<at::TensorOptions> output_options;
+
+  bool same_signature(const core::EngineMeta& record, const std::vector<at::Tensor>& inputs) const {
+    if (meta != &record || inputs.size() != input_sizes.size()) return false;
+    for (size_t i = 0; i < inputs.size(); ++i) {
+      if (inputs[i].scalar_type() != input_dtypes[i] || inputs[i].sizes() != at::IntArrayRef(input_sizes[i]))
+        return false;
+    }
+    return true;
+  }
 };
 
 struct Engine {
@@ -107,9 +125,15 @@ struct Engine {
 // Deserialized once per plan and device: plans are device-bound once loaded.
 Engine& engine_for(const at::Tensor& plan, const core::EngineMeta& meta, const c10::Device& device) {
   using Key = std::tuple<const void*, size_t, std::string, c10::DeviceIndex>;
+  // A record already checked against this plan on this device: found without building a key with the plan's hash
+  // (records are parsed once per meta string and never freed, so their addresses are stable).
+  using Seen = std::tuple<const void*, size_t, const core::EngineMeta*, c10::DeviceIndex>;
   static std::mutex mutex;
   static std::map<Key, std::unique_ptr<Engine>> engines;
+  static std::map<Seen, Engine*> seen;
   std::lock_guard<std::mutex> lock(mutex);
+  const Seen seen_key{plan.data_ptr(), static_cast<size_t>(plan.nbytes()), &meta, device.index()};
+  if (auto hit = seen.find(seen_key); hit != seen.end()) return *hit->second;
   auto& slot = engines[Key{plan.data_ptr(), static_cast<size_t>(plan.nbytes()), meta.plan_sha256, device.index()}];
   if (!slot) {
     const at::Tensor host = runtime::host_plan(plan, meta);  // a plan on CUDA is copied once, here
@@ -126,6 +150,7 @@ Engine& engine_for(const at::Tensor& plan, const core::EngineMeta& meta, const c
     runtime::check_plan_io(meta, plan_io(*slot->engine));
     slot->checked.insert(&meta);
   }
+  seen.emplace(seen_key, slot.get());
   return *slot;
 }
 
@@ -192,31 +217,53 @@ std::vector<at::Tensor> execute_engine(const std::vector<at::Tensor>& inputs, co
                                        const std::string& meta_text) {
   const auto meta = runtime::parsed_meta(meta_text);
   const c10::Device device = trtpack::engine_device(inputs, plan);
-  runtime::Binding binding = runtime::bind(*meta, inputs);  // count, dtypes, ranks; the record's output shapes
   c10::DeviceGuard guard(device);
   const c10::Stream stream = c10::impl::getDeviceGuardImpl(device.type())->getStream(device);
   Context& ctx = engine_for(plan, *meta, device).context_for(stream, meta->name);
   std::lock_guard<std::mutex> lock(ctx.run);
 
-  for (size_t i = 0; i < binding.inputs.size(); ++i) {
-    const at::Tensor& x = binding.inputs[i];  // alive until enqueued
+  std::vector<at::Tensor> held;  // contiguous inputs, alive until enqueued
+  if (ctx.same_signature(*meta, inputs)) {
+    held.reserve(inputs.size());
+    for (const at::Tensor& x : inputs) held.push_back(x.contiguous());
+  } else {
+    ctx.meta = nullptr;  // until every shape is set and checked
+    runtime::Binding binding = runtime::bind(*meta, inputs);  // count, dtypes, ranks; the record's output shapes
+    ctx.input_dtypes.clear();
+    ctx.input_sizes.clear();
+    for (size_t i = 0; i < binding.inputs.size(); ++i) {
+      const at::Tensor& x = binding.inputs[i];
+      if (!ctx.context->setInputShape(meta->inputs[i].name.c_str(), to_dims(x.sizes())))
+        runtime::refuse_shape(*meta, i, x.sizes());
+      ctx.input_dtypes.push_back(x.scalar_type());
+      ctx.input_sizes.push_back(x.sizes().vec());
+    }
+    ctx.output_options.clear();
+    for (size_t i = 0; i < meta->outputs.size(); ++i) {
+      const core::TensorSpec& spec = meta->outputs[i];
+      const nv::Dims dims = ctx.context->getTensorShape(spec.name.c_str());
+      TORCH_CHECK(dims.nbDims >= 0, "trtpack: engine '", meta->name, "' has no output named '", spec.name,
+                  "'; the meta does not describe this plan: rebuild the engine with trtpack.");
+      runtime::check_output_shape(*meta, i, std::vector<int64_t>(dims.d, dims.d + dims.nbDims),
+                                  binding.output_shapes[i]);
+      ctx.output_options.push_back(at::TensorOptions().dtype(runtime::scalar_type(spec.dtype)).device(device));
+    }
+    ctx.output_shapes = std::move(binding.output_shapes);
+    held = std::move(binding.inputs);
+    ctx.meta = meta.get();
+  }
+  for (size_t i = 0; i < held.size(); ++i) {
     const char* name = meta->inputs[i].name.c_str();
-    if (!ctx.context->setInputShape(name, to_dims(x.sizes()))) runtime::refuse_shape(*meta, i, x.sizes());
-    TORCH_CHECK(ctx.context->setTensorAddress(name, x.data_ptr()), "trtpack: TensorRT refused the address of input '",
-                name, "' of engine '", meta->name, "'; see TensorRT's message above.");
+    TORCH_CHECK(ctx.context->setTensorAddress(name, held[i].data_ptr()), "trtpack: TensorRT refused the address of "
+                "input '", name, "' of engine '", meta->name, "'; see TensorRT's message above.");
   }
   std::vector<at::Tensor> outputs;
+  outputs.reserve(meta->outputs.size());
   for (size_t i = 0; i < meta->outputs.size(); ++i) {
-    const core::TensorSpec& spec = meta->outputs[i];
-    const nv::Dims dims = ctx.context->getTensorShape(spec.name.c_str());
-    TORCH_CHECK(dims.nbDims >= 0, "trtpack: engine '", meta->name, "' has no output named '", spec.name,
-                "'; the meta does not describe this plan: rebuild the engine with trtpack.");
-    runtime::check_output_shape(*meta, i, std::vector<int64_t>(dims.d, dims.d + dims.nbDims),
-                                binding.output_shapes[i]);
-    outputs.push_back(at::empty(binding.output_shapes[i],
-                                at::TensorOptions().dtype(runtime::scalar_type(spec.dtype)).device(device)));
-    TORCH_CHECK(ctx.context->setTensorAddress(spec.name.c_str(), outputs.back().data_ptr()), "trtpack: TensorRT "
-                "refused the address of output '", spec.name, "' of engine '", meta->name, "'; see TensorRT's "
+    const std::string& name = meta->outputs[i].name;
+    outputs.push_back(at::empty(ctx.output_shapes[i], ctx.output_options[i]));
+    TORCH_CHECK(ctx.context->setTensorAddress(name.c_str(), outputs.back().data_ptr()), "trtpack: TensorRT "
+                "refused the address of output '", name, "' of engine '", meta->name, "'; see TensorRT's "
                 "message above.");
   }
   TORCH_CHECK(ctx.context->enqueueV3(static_cast<cudaStream_t>(stream.native_handle())), "trtpack: TensorRT failed "
