@@ -2,7 +2,7 @@
 # Runs on the H200 from the staged .gpuwork/ (tests/gpu/stage.sh): installs the wheel into that machine's torch with
 # pip, builds libtorchtrt_runtime.so with its C++ executor against the C++ face of the stand-in (when the headers were
 # staged), runs the GPU suite with both executors and the benchmarks. Logs go to $OUT (the device tool brings them
-# back). SKIP_TESTS=1 runs the benchmarks only; EXTRA_TESTS adds pytest arguments.
+# back). SKIP_TESTS=1 runs the benchmarks only, SKIP_BENCH=1 the tests only; EXTRA_TESTS adds pytest arguments.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/../.."   # .gpuwork
 export PYTHONUNBUFFERED=1 W=$PWD OUT=${OUT:-/tmp/out}
@@ -23,6 +23,7 @@ if [ "${SKIP_TESTS:-0}" != 1 ]; then
     echo "$e executor: $(grep -c "^PASSED.*\[$e[]-]" "$OUT/tests.log") passed, $(grep -c "^FAILED.*\[$e[]-]" "$OUT/tests.log") failed"
   done
 fi
+[ "${SKIP_BENCH:-0}" = 1 ] && exit 0
 executors="python"; [ -n "${TRTPACK_RUNTIME_LIBRARY:-}" ] && executors="cpp python"
 for e in $executors; do timeout 60 python3 -m bench.engine_call --executor "$e" 2>&1 | tee -a "$OUT/bench.log"; done
 for e in $executors; do timeout 120 python3 -m bench.graphs --executor "$e" 2>&1 | tee -a "$OUT/bench.log"; done

@@ -8,6 +8,7 @@ make_fixtures.py. Tolerances against eager on CUDA: the stand-in runs the same r
 one ulp-ish (2e-3 / 1.6e-2 relative).
 """
 import json
+import operator
 import os
 import subprocess
 import sys
@@ -169,7 +170,7 @@ def test_an_engines_context_sets_shapes_again_after_a_new_shape_and_after_a_refu
     model, dtype = eager(fixtures, "chain")
     graph = program.runner.module.graph
     first = next(n for n in graph.nodes if n.target is torch.ops.trtpack.execute_engine.default)
-    plan, meta = getattr(program.runner.module, first.args[1].target), first.args[2]
+    plan, meta = operator.attrgetter(first.args[1].target)(program.runner.module), first.args[2]  # a dotted path
     for batch in (4, 4, 2, 17, 4, 1, 16, 17, 16):
         x = models.example_input(dtype, batch, "cuda")
         if batch > models.BATCH["max"]:
