@@ -48,10 +48,11 @@ class FakeBackend:
             raise NotCaptured(self.fail, permanent=True)
         outputs = run(*args, **kwargs)
 
-        def replay():
-            fresh = run(*args, **kwargs)
-            for static, value in zip(pytree.tree_leaves(outputs), pytree.tree_leaves(fresh)):
-                static.copy_(value)
+        def replay():  # like a CUDA graph's, records no autograd graph
+            with torch.no_grad():
+                fresh = run(*args, **kwargs)
+                for static, value in zip(pytree.tree_leaves(outputs), pytree.tree_leaves(fresh)):
+                    static.copy_(value)
         self.captured.append(tuple(tuple(a.shape) for a in args))
         return replay, outputs
 
@@ -116,21 +117,24 @@ def test_outputs_are_fresh_tensors_never_the_static_buffers_or_the_input():
 
 
 def test_a_replay_with_grad_enabled_returns_outputs_without_grad_and_restores_grad_mode():
-    """A replay turns grad mode off only while it copies and replays (inputs that require grad must not make the
-    graph's buffers part of an autograd graph), and puts it back as it was, also when the replay fails."""
+    """A replay given inputs that require grad turns grad mode off while it copies and replays (they must not make
+    the graph's buffers part of an autograd graph), and puts it back as it was, also when the replay fails; other
+    calls leave grad mode alone. Either way no output requires grad."""
     module, backend = Counting(), FakeBackend()
     graphs = CudaGraphs(module, backend=backend)
     x = torch.randn(2, 4, requires_grad=True)
     with torch.no_grad():
         graphs(x.detach())  # captured
     for grad_mode in (True, False):
-        with torch.set_grad_enabled(grad_mode):
-            y, same = graphs(x)
-            assert torch.is_grad_enabled() is grad_mode
-        assert not y.requires_grad and not same.requires_grad and y.grad_fn is None
-        torch.testing.assert_close(same, x.detach())
-    assert graphs.info()["replays"] == 3  # the capturing call replays too
+        for given in (x, x.detach()):
+            with torch.set_grad_enabled(grad_mode):
+                y, same = graphs(given)
+                assert torch.is_grad_enabled() is grad_mode
+            assert not y.requires_grad and not same.requires_grad and y.grad_fn is None
+            torch.testing.assert_close(same, x.detach())
     [graph] = graphs._graphs.values()
+    assert not any(t.requires_grad or t.grad_fn is not None for t in graph.inputs)  # the buffers stay out of autograd
+    assert graphs.info()["replays"] == 5  # the capturing call replays too
     graph.replay = lambda: (_ for _ in ()).throw(RuntimeError("replay failed"))
     with torch.enable_grad():
         with pytest.raises(RuntimeError, match="replay failed"):

@@ -282,11 +282,15 @@ class CudaGraphs:
     def _replay(self, key, graph: _Graph, args, kwargs, device):
         with self._lock:
             self._order(device)
-            grad = torch.is_grad_enabled()
+            single = len(args) == 1 and not kwargs
+            # grad mode off only where an input requires grad: its copy_ would make a graph buffer part of an
+            # autograd graph (a replay records nothing; the static outputs never require grad)
+            grad = torch.is_grad_enabled() and (args[0].requires_grad if single else
+                                                any(x.requires_grad for x in (*args, *kwargs.values())))
             if grad:
                 torch._C._set_grad_enabled(False)
             try:
-                if len(args) == 1 and not kwargs:
+                if single:
                     graph.inputs[0].copy_(args[0])
                 else:
                     for static, x in zip(graph.inputs, (*args, *kwargs.values())):

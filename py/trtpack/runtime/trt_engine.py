@@ -133,13 +133,16 @@ class Call:
     """One engine's call on one context with one input signature, as fixed by its first run: the names, the input
     shapes (a tuple of torch.Size), the outputs as (name, shape, dtype) with the shapes the record gives, and what an
     error names."""
-    __slots__ = ("slot", "input_names", "shapes", "outputs", "engine_name", "ranges")
+    __slots__ = ("slot", "input_names", "shapes", "outputs", "engine_name", "ranges", "single")
 
     def __init__(self, slot: ContextSlot, input_names: Sequence[str], shapes: tuple, outputs: Sequence[tuple],
                  engine_name: str, ranges: str):
         self.slot, self.input_names, self.shapes = slot, tuple(input_names), shapes
         self.outputs = tuple(outputs)
         self.engine_name, self.ranges = engine_name, ranges
+        # one input and one output, the common engine: (input name, output name, shape, dtype), run without loops
+        self.single = ((self.input_names[0], *self.outputs[0]) if len(self.input_names) == 1 and len(self.outputs) == 1
+                       else None)
 
 
 def run(call: Call, inputs: Sequence[torch.Tensor], device: torch.device, stream_handle: int):
@@ -162,13 +165,20 @@ def run(call: Call, inputs: Sequence[torch.Tensor], device: torch.device, stream
                                   f"{computed} but the record says {expected}; the meta does not describe this "
                                   "plan: rebuild the engine with trtpack.")
         slot.shapes = call.shapes
-    for name, x in zip(call.input_names, inputs):
-        context.set_tensor_address(name, x.data_ptr())
-    outputs = []
-    for name, shape, dtype in call.outputs:
+    if call.single is not None:
+        name, out_name, shape, dtype = call.single
+        context.set_tensor_address(name, inputs[0].data_ptr())
         out = torch.empty(shape, dtype=dtype, device=device)
-        context.set_tensor_address(name, out.data_ptr())
-        outputs.append(out)
+        context.set_tensor_address(out_name, out.data_ptr())
+        outputs = [out]
+    else:
+        for name, x in zip(call.input_names, inputs):
+            context.set_tensor_address(name, x.data_ptr())
+        outputs = []
+        for name, shape, dtype in call.outputs:
+            out = torch.empty(shape, dtype=dtype, device=device)
+            context.set_tensor_address(name, out.data_ptr())
+            outputs.append(out)
     if not context.execute_async_v3(stream_handle):
         raise TrtpackError(f"trtpack: TensorRT failed to run engine {call.engine_name!r}; see TensorRT's message "
                            "above.")
