@@ -81,6 +81,34 @@ def test_a_non_contiguous_input_is_bound_as_a_contiguous_copy(tmp_path):
     torch.testing.assert_close(y, x)
 
 
+def test_every_call_gets_fresh_contiguous_outputs_of_the_records_shapes_and_dtypes(tmp_path):
+    """Outputs are allocated for each call (never a previous call's memory, never one another's), contiguous even
+    where a dim is 1, with the record's dtypes on the inputs' device; for one-output engines and for several
+    inputs and outputs of different dtypes."""
+    plan, meta = make_record(inputs=[("x", "float32", ["n", 3]), ("m", "int32", ["n"])],
+                             outputs=[("y", "float32", ["n", 3]), ("z", "int64", ["n", 1, 2])],
+                             symbols={"n": (1, 2, 16)})
+    multi = FakeTensorRT(output_shapes=lambda s: {"y": s["x"], "z": (s["x"][0], 1, 2)})
+    multi.io = {"x": ("INPUT", "FLOAT"), "m": ("INPUT", "INT32"), "y": ("OUTPUT", "FLOAT"), "z": ("OUTPUT", "INT64")}
+    one = FakeTensorRT()
+    two_inputs = lambda n: [torch.randn(n, 3), torch.zeros(n, dtype=torch.int32)]  # noqa: E731
+    for trt, plan, meta, make in ((one, PLAN, META, lambda n: [torch.randn(n, 3)]), (multi, plan, meta, two_inputs)):
+        ex = make_executor(tmp_path, trt)
+        for n in (1, 5):
+            inputs = make(n)
+            first, second = ex.execute_engine(inputs, plan, meta), ex.execute_engine(inputs, plan, meta)
+            pointers = [t.data_ptr() for t in (*first, *second)]
+            assert len(set(pointers)) == len(pointers)
+            for outputs in (first, second):
+                torch.testing.assert_close(outputs[0], inputs[0])
+                for out, like in zip(outputs, (torch.empty(n, 3), torch.empty(n, 1, 2, dtype=torch.int64))):
+                    assert (out.shape, out.stride(), out.dtype, out.device) == (like.shape, like.stride(), like.dtype,
+                                                                                inputs[0].device)
+            bound = trt.named("execute_async_v3")[-1][2]
+            assert [bound[k] for k in ("x", "m")[:len(inputs)]] == [x.data_ptr() for x in inputs]
+            assert [bound[k] for k in ("y", "z")[:len(second)]] == [t.data_ptr() for t in second]
+
+
 def test_output_shape_comes_from_tensorrt_and_must_agree_with_the_record(tmp_path):
     plan, meta = make_record(inputs=[("x", "float32", ["n", 4])], outputs=[("y", "float32", ["2*n", 2])],
                              symbols={"n": (1, 2, 16)})

@@ -198,9 +198,9 @@ class Executor:
         guard = self._device_guard(device)
         if guard is not _NO_GUARD:
             with guard, call.slot.lock:
-                return run(call, held, device, stream_handle)
+                return run(call, held, stream_handle)
         with call.slot.lock:
-            return run(call, held, device, stream_handle)
+            return run(call, held, stream_handle)
 
     def _first_call(self, key, inputs, plan, meta, device, stream_key, stream_handle) -> List[torch.Tensor]:
         """A call with an engine, stream or input signature not seen before: checks the inputs against the record,
@@ -211,9 +211,9 @@ class Executor:
         loaded = self.engine(plan, spec, device)
         outputs = [(t.name, tuple(int(d) for d in dims), t.dtype) for t, dims in zip(spec.outputs, expected)]
         call = Call(loaded.context(stream_key), spec.input_names, tuple(x.shape for x in inputs), outputs, spec.name,
-                    spec.ranges)
+                    spec.ranges, device)
         with self._device_guard(device), call.slot.lock:
-            result = run(call, inputs, device, stream_handle)
+            result = run(call, inputs, stream_handle)
         if len(self._bound) >= 4096:
             self._bound.clear()
         self._bound[key] = call

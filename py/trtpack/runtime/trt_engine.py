@@ -133,22 +133,29 @@ class Call:
     """One engine's call on one context with one input signature, as fixed by its first run: the names, the input
     shapes (a tuple of torch.Size), the outputs as (name, shape, dtype) with the shapes the record gives, and what an
     error names."""
-    __slots__ = ("slot", "input_names", "shapes", "outputs", "engine_name", "ranges", "single")
+    __slots__ = ("slot", "input_names", "shapes", "outputs", "engine_name", "ranges", "like", "single")
 
     def __init__(self, slot: ContextSlot, input_names: Sequence[str], shapes: tuple, outputs: Sequence[tuple],
-                 engine_name: str, ranges: str):
+                 engine_name: str, ranges: str, device: torch.device):
         self.slot, self.input_names, self.shapes = slot, tuple(input_names), shapes
         self.outputs = tuple(outputs)
         self.engine_name, self.ranges = engine_name, ranges
-        # one input and one output, the common engine: (input name, output name, shape, dtype), run without loops
-        self.single = ((self.input_names[0], *self.outputs[0]) if len(self.input_names) == 1 and len(self.outputs) == 1
-                       else None)
+        # each output's shape, dtype and device as a one-element tensor expanded to the shape: torch.empty_like of it
+        # costs the host about 0.6 us less than torch.empty(shape, dtype=, device=), which parses the shape each call
+        self.like = tuple(torch.empty((), dtype=dtype, device=device).expand(shape) for _, shape, dtype in outputs)
+        # one input and one output, the common engine: (input name, output name, its like), run without loops
+        self.single = ((self.input_names[0], self.outputs[0][0], self.like[0])
+                       if len(self.input_names) == 1 and len(self.outputs) == 1 else None)
 
 
-def run(call: Call, inputs: Sequence[torch.Tensor], device: torch.device, stream_handle: int):
+_empty_like, _CONTIGUOUS = torch.empty_like, torch.contiguous_format
+
+
+def run(call: Call, inputs: Sequence[torch.Tensor], stream_handle: int):
     """One inference on `call.slot`'s context (its lock held by the caller; `inputs` contiguous): input shapes when
-    they differ from the last run's on that context, then addresses, outputs allocated by torch with the shapes the
-    record gives (checked against TensorRT's when the shapes were set), and the enqueue on the stream."""
+    they differ from the last run's on that context, then addresses, outputs allocated by torch (contiguous, on the
+    call's device) with the shapes the record gives (checked against TensorRT's when the shapes were set), and the
+    enqueue on the stream."""
     slot = call.slot
     context = slot.context
     if slot.shapes is not call.shapes and slot.shapes != call.shapes:
@@ -166,17 +173,17 @@ def run(call: Call, inputs: Sequence[torch.Tensor], device: torch.device, stream
                                   "plan: rebuild the engine with trtpack.")
         slot.shapes = call.shapes
     if call.single is not None:
-        name, out_name, shape, dtype = call.single
+        name, out_name, like = call.single
         context.set_tensor_address(name, inputs[0].data_ptr())
-        out = torch.empty(shape, dtype=dtype, device=device)
+        out = _empty_like(like, memory_format=_CONTIGUOUS)
         context.set_tensor_address(out_name, out.data_ptr())
         outputs = [out]
     else:
         for name, x in zip(call.input_names, inputs):
             context.set_tensor_address(name, x.data_ptr())
         outputs = []
-        for name, shape, dtype in call.outputs:
-            out = torch.empty(shape, dtype=dtype, device=device)
+        for (name, _, _), like in zip(call.outputs, call.like):
+            out = _empty_like(like, memory_format=_CONTIGUOUS)
             context.set_tensor_address(name, out.data_ptr())
             outputs.append(out)
     if not context.execute_async_v3(stream_handle):
