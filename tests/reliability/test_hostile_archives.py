@@ -97,6 +97,11 @@ def _(valid, tmp, marker):
     return edited(valid, tmp, replace_entry("data/sample_inputs/model.pt", buf.getvalue()))
 
 
+@case("ep_truncated_sample_inputs", "sample inputs cut off inside a pickle opcode (struct.error in torch's loader)")
+def _(valid, tmp, marker):
+    return edited(valid, tmp, replace_entry("data/sample_inputs/model.pt", b"\x80\x02X\x01\x00"))
+
+
 @case("ep_eval_in_expression", "a symbolic expression that sympify would eval: __import__('os')...")
 def _(valid, tmp, marker):
     evil = f"__import__('os').system('touch {marker}')"
