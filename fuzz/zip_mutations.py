@@ -29,6 +29,8 @@ def _oversize(archive: bytearray, fdp, value: int) -> None:
     if not records:
         return
     central = records[fdp.ConsumeIntInRange(0, len(records) - 1)]
+    if central + 46 > len(archive):  # the signature in a name near the end, not a record
+        return
     archive[central + 20:central + 28] = struct.pack("<II", value, value)
     local = struct.unpack("<I", archive[central + 42:central + 46])[0]
     if archive[local:local + 4] == b"PK\x03\x04":
@@ -83,37 +85,40 @@ def damage_layout(base: bytes, data: bytes) -> bytes:
     archive = bytearray(base)
     for _ in range(fdp.ConsumeIntInRange(1, 3)):
         op = fdp.ConsumeIntInRange(0, 8)
-        central = _offsets_of(bytes(archive), b"PK\x01\x02")
-        local = _offsets_of(bytes(archive), b"PK\x03\x04")
-        if op == 0:  # a second archive appended (its own central directory)
-            archive += base[:fdp.ConsumeIntInRange(0, len(base))] if fdp.ConsumeBool() else _write(
-                [("archive/evil", fdp.ConsumeBytes(32))])
-        elif op == 1:  # bytes prepended
-            archive[:0] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 64))
-        elif op == 2:  # a comment
-            archive[-2:] = struct.pack("<H", fdp.ConsumeIntInRange(0, 8))
-            archive += fdp.ConsumeBytes(8)
-        elif op == 3 and central:  # a central record's local offset moved (overlap or gap)
-            at = fdp.PickValueInList(central)
-            old = struct.unpack_from("<I", archive, at + 42)[0]
-            new = fdp.PickValueInList(local + [old + fdp.ConsumeIntInRange(-64, 64)])
-            struct.pack_into("<I", archive, at + 42, max(0, min(new, 0xFFFFFFFF)))
-        elif op == 4 and central:  # a central record's CRC or sizes changed
-            at = fdp.PickValueInList(central) + fdp.PickValueInList([16, 20, 24])
-            struct.pack_into("<I", archive, at, fdp.ConsumeIntInRange(0, 0xFFFFFFFF))
-        elif op == 5:  # a data descriptor changed
-            descriptors = _offsets_of(bytes(archive), b"PK\x07\x08")
-            if descriptors:
-                at = fdp.PickValueInList(descriptors) + fdp.ConsumeIntInRange(4, 15)
+        try:
+            central = _offsets_of(bytes(archive), b"PK\x01\x02")
+            local = _offsets_of(bytes(archive), b"PK\x03\x04")
+            if op == 0:  # a second archive appended (its own central directory)
+                archive += base[:fdp.ConsumeIntInRange(0, len(base))] if fdp.ConsumeBool() else _write(
+                    [("archive/evil", fdp.ConsumeBytes(32))])
+            elif op == 1:  # bytes prepended
+                archive[:0] = fdp.ConsumeBytes(fdp.ConsumeIntInRange(0, 64))
+            elif op == 2:  # a comment
+                archive[-2:] = struct.pack("<H", fdp.ConsumeIntInRange(0, 8))
+                archive += fdp.ConsumeBytes(8)
+            elif op == 3 and central:  # a central record's local offset moved (overlap or gap)
+                at = fdp.PickValueInList(central)
+                old = struct.unpack_from("<I", archive, at + 42)[0]
+                new = fdp.PickValueInList(local + [old + fdp.ConsumeIntInRange(-64, 64)])
+                struct.pack_into("<I", archive, at + 42, max(0, min(new, 0xFFFFFFFF)))
+            elif op == 4 and central:  # a central record's CRC or sizes changed
+                at = fdp.PickValueInList(central) + fdp.PickValueInList([16, 20, 24])
+                struct.pack_into("<I", archive, at, fdp.ConsumeIntInRange(0, 0xFFFFFFFF))
+            elif op == 5:  # a data descriptor changed
+                descriptors = _offsets_of(bytes(archive), b"PK\x07\x08")
+                if descriptors:
+                    at = fdp.PickValueInList(descriptors) + fdp.ConsumeIntInRange(4, 15)
+                    archive[at] ^= 1 << fdp.ConsumeIntInRange(0, 7)
+            elif op == 6:  # an end record field changed (entry count, directory size or offset)
+                at = len(archive) - 22 + fdp.PickValueInList([8, 10, 12, 16])
                 archive[at] ^= 1 << fdp.ConsumeIntInRange(0, 7)
-        elif op == 6:  # an end record field changed (entry count, directory size or offset)
-            at = len(archive) - 22 + fdp.PickValueInList([8, 10, 12, 16])
-            archive[at] ^= 1 << fdp.ConsumeIntInRange(0, 7)
-        elif op == 7 and central:  # a central record duplicated (same or another name)
-            at = fdp.PickValueInList(central)
-            end = next((c for c in central if c > at), len(archive) - 22 - 76)
-            archive[end:end] = archive[at:end]
-        elif op == 8 and local:  # a byte inside an entry changed (its CRC no longer matches)
-            at = fdp.ConsumeIntInRange(0, len(archive) - 1)
-            archive[at] ^= 1 << fdp.ConsumeIntInRange(0, 7)
+            elif op == 7 and central:  # a central record duplicated (same or another name)
+                at = fdp.PickValueInList(central)
+                end = next((c for c in central if c > at), len(archive) - 22 - 76)
+                archive[end:end] = archive[at:end]
+            elif op == 8 and local:  # a byte inside an entry changed (its CRC no longer matches)
+                at = fdp.ConsumeIntInRange(0, len(archive) - 1)
+                archive[at] ^= 1 << fdp.ConsumeIntInRange(0, 7)
+        except (IndexError, struct.error):
+            pass  # an offset this op found lies too near the end (a signature in appended bytes): no damage
     return bytes(archive)
