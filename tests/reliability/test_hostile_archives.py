@@ -293,6 +293,18 @@ def _(valid, tmp, marker):
     return raw_edit(valid, tmp, newer)
 
 
+@case("ep_directory_attribute", "the version record marked a directory in its central record (miniz skips its bytes)")
+def _(valid, tmp, marker):
+    def directory(data):
+        central = data.index(b"PK\x01\x02")
+        while not data[central + 46:central + 46 + int.from_bytes(data[central + 28:central + 30], "little")] \
+                .endswith(b"/.data/version"):
+            central = data.index(b"PK\x01\x02", central + 1)
+        data[central + 38:central + 42] = (0x10).to_bytes(4, "little")  # external attributes: MS-DOS directory
+        return data
+    return raw_edit(valid, tmp, directory)
+
+
 @case("ep_overlapping_entries", "300 entries whose central records all point at the same 2 MiB of data")
 def _(valid, tmp, marker):
     path = str(tmp / "bad.ep")

@@ -10,6 +10,7 @@ directory, then the end records, with no byte unaccounted for. That is what make
 - the central directory ends where the end records begin and starts where the last entry's data ends, so there is
   no prepended data (zipfile would shift every offset by it, miniz would not) and no second directory to choose;
 - every local header repeats its central record (name, flags, method) and entries neither overlap nor leave gaps;
+- every entry has a plain file's attributes (no directory or link bits, which make miniz skip its bytes);
 - names are plain relative paths: printable ASCII, no backslash or colon, no empty, "." or ".." component.
 Data descriptors (miniz writes them) must follow their entry and repeat its CRC and size.
 """
@@ -127,13 +128,14 @@ def read_layout(fd: int, size: int) -> list:
     for _ in range(total):
         if pos + _CENTRAL.size > len(directory):
             raise LayoutError("the central directory is shorter than its entry count")
-        (sig, _, needs, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, disk, _, _,
-         offset) = _CENTRAL.unpack_from(directory, pos)
+        (sig, _, needs, flags, method, _, _, crc, csize, usize, name_len, extra_len, comment_len, disk, internal,
+         external, offset) = _CENTRAL.unpack_from(directory, pos)
         if sig != b"PK\x01\x02" or flags & ~_ALLOWED_FLAGS or method != 0 or comment_len or disk:
             raise LayoutError(f"central record {len(entries)} is not a stored, unencrypted entry without a comment")
         _check_version_needed(needs, f"central record {len(entries)}")
         name_end = pos + _CENTRAL.size + name_len
         name = _safe_name(directory[pos + _CENTRAL.size:name_end])
+        _check_attributes(internal, external, name)
         extra = _extras(directory[name_end:name_end + extra_len], (_ZIP64_EXTRA,), name)
         usize, csize, offset = _zip64_values(extra.get(_ZIP64_EXTRA, b""), [usize, csize, offset], name)
         if csize != usize:
@@ -146,6 +148,18 @@ def read_layout(fd: int, size: int) -> list:
     if pos != len(directory):
         raise LayoutError("the central directory holds bytes after its last record")
     return _check_local_headers(fd, sorted(entries), cd_offset, [name for _, name, *_ in entries])
+
+
+def _check_attributes(internal: int, external: int, name: str) -> None:
+    """A plain file's attributes, as trtpack's writers set them: internal 0, no MS-DOS attribute bits, and a Unix
+    mode that is none or a regular file's (torch's miniz writer: 0 and 0; Python's zipfile: 0o600 << 16, or the
+    file's own mode). miniz takes an entry with the MS-DOS directory bit for a directory and reads none of its bytes
+    (torch then parses memory it never filled), while zipfile and this reader read them: the readers would disagree."""
+    file_type = (external >> 16) & 0o170000
+    if internal or external & _U16 or file_type not in (0, 0o100000):
+        raise LayoutError(f"{name!r} has attributes (internal 0x{internal:04x}, external 0x{external:08x}) that are "
+                          "not a plain file's as trtpack's writers set them: a reader may take it for a directory or "
+                          "a link")
 
 
 def _check_version_needed(needs: int, where: str) -> None:
