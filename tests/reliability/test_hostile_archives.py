@@ -305,6 +305,11 @@ def _(valid, tmp, marker):
     return raw_edit(valid, tmp, directory)
 
 
+@case("ep_directory_name_with_data", "an entry named as a directory (byteorde/) that holds bytes (miniz skips them)")
+def _(valid, tmp, marker):
+    return raw_edit(valid, tmp, lambda data: data.replace(b"/byteorder", b"/byteorde/"))
+
+
 @case("ep_overlapping_entries", "300 entries whose central records all point at the same 2 MiB of data")
 def _(valid, tmp, marker):
     path = str(tmp / "bad.ep")

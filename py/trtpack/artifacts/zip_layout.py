@@ -10,7 +10,8 @@ directory, then the end records, with no byte unaccounted for. That is what make
 - the central directory ends where the end records begin and starts where the last entry's data ends, so there is
   no prepended data (zipfile would shift every offset by it, miniz would not) and no second directory to choose;
 - every local header repeats its central record (name, flags, method) and entries neither overlap nor leave gaps;
-- every entry has a plain file's attributes (no directory or link bits, which make miniz skip its bytes);
+- every entry has a plain file's attributes, and no name ending in "/" holds bytes (miniz reads none of an entry it
+  takes for a directory);
 - names are plain relative paths: printable ASCII, no backslash or colon, no empty, "." or ".." component.
 Data descriptors (miniz writes them) must follow their entry and repeat its CRC and size.
 """
@@ -140,6 +141,8 @@ def read_layout(fd: int, size: int) -> list:
         usize, csize, offset = _zip64_values(extra.get(_ZIP64_EXTRA, b""), [usize, csize, offset], name)
         if csize != usize:
             raise LayoutError(f"{name!r}: stored size {csize} differs from its size {usize}")
+        if name.endswith("/") and usize:
+            raise LayoutError(f"{name!r} is named as a directory but holds {usize} bytes, which miniz would not read")
         if name in names:
             raise LayoutError(f"the entry {name!r} appears twice (readers disagree on which copy counts)")
         names.add(name)
