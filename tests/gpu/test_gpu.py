@@ -459,6 +459,7 @@ def test_cuda_graphs_outputs_identical_to_eager_and_a_new_shape_is_captured(fixt
     eager_program = _quiet_load(fixtures, f"{name}.ep", device="cuda")
     graphed = _quiet_load(fixtures, f"{name}.ep", device="cuda", cuda_graphs=True)
     dtype = models.MODELS.get(name, models.MODELS["mlp"])[1]
+    kept = []
     for step, batch in enumerate((4, 4, 1, 16, 4, 1, 16)):
         x = models.example_input(dtype, batch, "cuda")
         expected = eager_program(x)
@@ -467,8 +468,20 @@ def test_cuda_graphs_outputs_identical_to_eager_and_a_new_shape_is_captured(fixt
         if step in (1, 4, 5, 6):  # a replay: no engine is called from Python
             assert len(trt.runs) == before, (name, step)
         assert torch.equal(y, expected), (name, batch, (y - expected).abs().max().item())
+        kept.append((y, expected))
     info = graphed.cuda_graphs.info()
     assert info["captures"] == 3 and info["replays"] == 7 and info["eager_calls"] == 0, info
+    assert info["repointed"] == 3, info  # every graph reads its input and writes its outputs through its own copies
+    x = models.example_input(dtype, 16, "cuda").transpose(0, -1).contiguous().transpose(0, -1)  # another layout
+    assert not x.is_contiguous() and torch.equal(graphed(x), eager_program(x.contiguous()))
+    assert graphed.cuda_graphs.info()["captures"] == 3  # the same signature (shapes, dtypes), replayed
+    same = models.example_input(dtype, 4, "cuda")
+    for _ in range(3):  # one input tensor, filled anew: a replay reads it where it is
+        same.normal_()
+        kept.append((graphed(same), eager_program(same)))
+    torch.cuda.synchronize()
+    for y, expected in kept:  # results kept across later calls are never written again
+        assert torch.equal(y, expected), name
 
 
 @pytest.mark.parametrize("name", FIXTURE_PROGRAMS)
@@ -518,6 +531,7 @@ def test_cuda_graphs_eight_threads_share_one_loaded_program(fixtures, trt):
     assert errors == []
     info = program.cuda_graphs.info()
     assert info["captures"] == 4 and info["replays"] == 240 and info["eager_calls"] == 0, info
+    assert info["repointed"] == 4, info
 
 
 def test_cuda_graphs_see_a_weight_change_and_a_move_drops_them(fixtures, trt):

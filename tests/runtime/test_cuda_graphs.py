@@ -1,10 +1,14 @@
 """CUDA graphs of a whole program (trtpack.runtime.cuda_graphs), on the CPU: the bookkeeping (signatures, LRU,
 fresh outputs, invalidation, threads, when it runs eagerly and says so once) driven through an injected fake
-backend whose "graph" replays by running the program again into the captured static outputs; and the real
-backend on this machine, which has no CUDA device: cuda_graphs=True loads, compiles and runs eagerly with one
-warning. Capture and replay on a GPU are tests/gpu/test_gpu.py's."""
+backend whose "graph" replays by running the program again into the captured static outputs, holding its buffers
+only weakly as a real graph holds addresses, and whose memcpy nodes (FakeNode) move real bytes where a call
+repointed them; and the real backend on this machine, which has no CUDA device: cuda_graphs=True loads, compiles
+and runs eagerly with one warning. Capture and replay on a GPU are tests/gpu/test_gpu.py's."""
+import ctypes
 import threading
+import types
 import warnings
+import weakref
 
 import pytest
 import torch
@@ -12,16 +16,49 @@ from torch.utils import _pytree as pytree
 
 import trtpack
 from tests.support.threads import run_in_threads
-from trtpack.runtime import cuda_graphs
+from trtpack.runtime import cuda_graphs, graph_copies
 from trtpack.runtime.cuda_graphs import CudaGraphs, NotCaptured
+
+
+class FakeNode:
+    """A memcpy node on the CPU: its copy (source, destination, bytes) as captured, and where it points now."""
+
+    def __init__(self, backend, source, destination, size):
+        self.backend, self.captured, self.size = backend, (source, destination), size
+        self.params = types.SimpleNamespace(srcDevice=source, dstDevice=destination)
+
+    def _point(self, field, address):
+        self.backend.repointed.append((field, address))
+        own = self.captured[field == "dstDevice"]
+        if address in self.backend.refused or (field in self.backend.refused and address != own):
+            return False
+        setattr(self.params, field, address)
+        return True
+
+    def set_source(self, address):
+        return self._point("srcDevice", address)
+
+    def set_destination(self, address):
+        return self._point("dstDevice", address)
+
+    def before(self):  # a repointed source: its bytes are what the captured copy reads
+        if self.params.srcDevice != self.captured[0]:
+            ctypes.memmove(self.captured[0], self.params.srcDevice, self.size)
+
+    def after(self):  # a repointed destination: it gets what the captured copy wrote
+        if self.params.dstDevice != self.captured[1]:
+            ctypes.memmove(self.params.dstDevice, self.captured[1], self.size)
 
 
 class FakeBackend:
     """CPU stand-in for CUDA: a stream per thread, a capture that runs once to warm up and once to record the
-    static outputs, and a replay that writes a fresh run's results into them."""
+    static outputs, and a replay that writes a fresh run's results into them. Its memcpy nodes (FakeNode, for each
+    copy the capture made, unless `nodes=False`) move real bytes where a call repointed them, and refuse the
+    addresses (or every address of a field, "srcDevice" or "dstDevice") in `refused`."""
 
-    def __init__(self, fail=None):
-        self.captured, self.released, self.ordered, self.fail = [], 0, 0, fail
+    def __init__(self, fail=None, nodes=True):
+        self.captured, self.released, self.ordered, self.fail, self.nodes = [], 0, 0, fail, nodes
+        self.refused, self.repointed = set(), []
 
     def unavailable(self):
         return None
@@ -47,14 +84,33 @@ class FakeBackend:
         if self.fail:
             raise NotCaptured(self.fail, permanent=True)
         outputs = run(*args, **kwargs)
+        self.captured.append(tuple(tuple(a.shape) for a in args))
+        # a real graph holds addresses, not tensors: whoever captured must keep the buffers alive (else a replay
+        # writes memory torch has handed to someone else), so the replay holds weak references and checks them
+        inputs = [weakref.ref(t) for t in (*args, *kwargs.values())]
+        static = [weakref.ref(t) for t in pytree.tree_leaves(outputs) if isinstance(t, torch.Tensor)]
+        program = weakref.ref(run) if isinstance(run, graph_copies.Copying) else (lambda: run)
+        names, positional, found = tuple(kwargs), len(args), []
 
         def replay():  # like a CUDA graph's, records no autograd graph
+            live, results, now = [r() for r in inputs], [r() for r in static], program()
+            if any(t is None for t in live + results) or now is None:
+                raise AssertionError("a buffer the captured graph reads or writes was freed")
             with torch.no_grad():
-                fresh = run(*args, **kwargs)
-                for static, value in zip(pytree.tree_leaves(outputs), pytree.tree_leaves(fresh)):
-                    static.copy_(value)
-        self.captured.append(tuple(tuple(a.shape) for a in args))
-        return replay, outputs
+                for node in found:
+                    node.before()
+                fresh = now(*live[:positional], **dict(zip(names, live[positional:])))
+                values = [v for v in pytree.tree_leaves(fresh) if isinstance(v, torch.Tensor)]
+                for target, value in zip(results, values):
+                    target.copy_(value)
+                for node in found:
+                    node.after()
+
+        def find(copies):
+            nodes = [FakeNode(self, *copy) if copy is not None and self.nodes else None for copy in copies]
+            found.extend(node for node in nodes if node is not None)
+            return nodes
+        return replay, outputs, find
 
     def release(self, last_stream):
         self.released += 1
@@ -116,11 +172,125 @@ def test_outputs_are_fresh_tensors_never_the_static_buffers_or_the_input():
 
 
 
-def test_a_replay_with_grad_enabled_returns_outputs_without_grad_and_restores_grad_mode():
-    """A replay given inputs that require grad turns grad mode off while it copies and replays (they must not make
-    the graph's buffers part of an autograd graph), and puts it back as it was, also when the replay fails; other
-    calls leave grad mode alone. Either way no output requires grad."""
+# -- ordinary calls through the graph's own copy nodes, repointed per call ---------------------------------------
+
+
+def test_a_call_repoints_the_graphs_copies_only_where_an_address_changes_and_returns_fresh_tensors():
     module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    x = torch.randn(2, 4)
+    graphs(x)
+    [graph] = graphs._graphs.values()
+    assert graph.call is not None and all(n is not None for n in graph.call.in_nodes + graph.call.out_nodes)
+    slot = graph.inputs[0].clone()
+    backend.repointed.clear()
+    kept = []
+    for _ in range(3):  # the same input tensor, every result kept: one source, a new destination per call
+        kept.append(graphs(x))
+    assert [field for field, _ in backend.repointed].count("srcDevice") == 0  # the capture's call pointed it at x
+    assert [field for field, _ in backend.repointed].count("dstDevice") == 6  # 2 outputs x 3 calls
+    torch.testing.assert_close(graph.inputs[0], slot)  # the graph read x where it is: its slot was not written
+    addresses = {t.data_ptr() for y in kept for t in y}
+    assert len(addresses) == 6 and addresses.isdisjoint(t.data_ptr() for t in graph.outputs)
+    for y, same in kept:
+        torch.testing.assert_close(y, module.linear(x).relu())
+        torch.testing.assert_close(same, x)
+        assert same.data_ptr() != x.data_ptr()
+    backend.repointed.clear()
+    other = torch.randn(2, 4)
+    y, same = graphs(other)
+    assert ("srcDevice", other.data_ptr()) in backend.repointed
+    torch.testing.assert_close(same, other)
+    torch.testing.assert_close(kept[0][1], x)  # earlier results untouched
+
+
+def test_inputs_of_any_layout_keyword_inputs_and_outputs_of_any_kind_come_out_as_eager_gives_them():
+    def program(x, *, bias):
+        return {"sum": x + bias, "t": (x * 2).t(), "expanded": bias[:1].expand(3, 4), "empty": x[:0], "n": 7,
+                "x": x}
+
+    backend = FakeBackend()
+    graphs = CudaGraphs(program, backend=backend)
+    base = torch.randn(4, 3)
+    inputs = [(torch.randn(3, 4), torch.randn(3, 4)), (base.t(), torch.randn(3, 4)),  # a transposed input
+              (torch.randn(3, 4), torch.randn(3, 8)[:, ::2])]                          # a strided keyword input
+    for x, bias in inputs * 2:
+        got, want = graphs(x, bias=bias), program(x.clone(), bias=bias.clone())
+        assert got.keys() == want.keys() and got["n"] == 7
+        for name in ("sum", "t", "expanded", "empty", "x"):
+            torch.testing.assert_close(got[name], want[name])
+            assert got[name].shape == want[name].shape
+        assert got["x"].data_ptr() != x.data_ptr()
+        # a permuted output keeps the strides the program gives it (on the contiguous inputs it was captured with)
+        assert got["t"].stride() == program(x.contiguous(), bias=bias.contiguous())["t"].stride() == (1, 4)
+    [graph] = graphs._graphs.values()
+    call = graph.call
+    assert all(node is not None for node in call.in_nodes)
+    # leaves: sum, t, expanded (not flat), empty (nothing to copy), n (no tensor), x
+    assert [node is not None for node in call.out_nodes] == [True, True, False, False, False, True]
+    assert graphs.info()["captures"] == 1 and graphs.info()["replays"] == 6
+
+
+def test_an_address_the_driver_refuses_falls_back_to_torchs_copies_for_that_copy_from_then_on():
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    graphs(torch.randn(2, 4))
+    [graph] = graphs._graphs.values()
+    x = torch.randn(2, 4)
+    backend.refused.add(x.data_ptr())
+    y, same = graphs(x)
+    torch.testing.assert_close(y, module.linear(x).relu())
+    torch.testing.assert_close(same, x)
+    assert graph.call.in_nodes == [None] and graph.call.out_nodes[0] is not None
+    torch.testing.assert_close(graph.inputs[0], x)  # now copied into the slot by torch
+    x2 = torch.randn(2, 4)
+    torch.testing.assert_close(graphs(x2)[0], module.linear(x2).relu())
+    kept = y.clone()
+    backend.refused.add("dstDevice")  # output addresses refused too: that output is cloned from its buffer
+    z, same = graphs(x2)
+    torch.testing.assert_close(z, module.linear(x2).relu())
+    torch.testing.assert_close(same, x2)
+    assert graph.call.out_nodes == [None, None] and z.data_ptr() != graph.outputs[0].data_ptr()
+    torch.testing.assert_close(y, kept)
+    assert graphs.info()["replays"] == 4
+
+
+def test_without_copy_nodes_a_call_copies_in_and_clones_out():
+    module, backend = Counting(), FakeBackend(nodes=False)
+    graphs = CudaGraphs(module, backend=backend)
+    for _ in range(2):
+        x = torch.randn(2, 4)
+        y, same = graphs(x)
+        torch.testing.assert_close(y, module.linear(x).relu())
+        torch.testing.assert_close(same, x)
+    [graph] = graphs._graphs.values()
+    assert graph.call is None and backend.repointed == []
+    torch.testing.assert_close(graph.inputs[0], x)
+
+
+def test_flat_tells_which_layouts_one_memcpy_copies():
+    t = torch.randn(2, 3, 4)
+    assert graph_copies.flat(t) and graph_copies.flat(t.permute(2, 0, 1)) and graph_copies.flat(t[1])
+    assert graph_copies.flat(torch.randn(1, 5)[:, :].t())
+    assert not graph_copies.flat(t[:, :, :2]) and not graph_copies.flat(t[:, :1].expand(2, 3, 4))
+    assert not graph_copies.flat(torch.randn(3, dtype=torch.complex64).conj())
+
+
+def test_graph_nodes_without_a_driver_finds_nothing_and_its_struct_is_cudas():
+    from trtpack.runtime import graph_nodes
+
+    assert ctypes.sizeof(graph_nodes.Memcpy3D) == 200  # sizeof(CUDA_MEMCPY3D) in cuda.h
+    assert graph_nodes.Memcpy3D.WidthInBytes.offset == 176 and graph_nodes.Memcpy3D.dstDevice.offset == 136
+    if graph_nodes.driver() is None:
+        assert graph_nodes.memcpy_nodes(1, 2, [(1, 2, 3), None]) == [None, None]
+
+
+@pytest.mark.parametrize("nodes", [True, False], ids=["repointed", "copied"])
+def test_a_replay_with_grad_enabled_returns_outputs_without_grad_and_restores_grad_mode(nodes):
+    """A replay given inputs that require grad keeps the graph's buffers out of autograd (torch's copy into them
+    runs with grad mode off; a repointed copy is no torch op at all), and leaves grad mode as it was, also when the
+    replay fails. Either way no output requires grad."""
+    module, backend = Counting(), FakeBackend(nodes=nodes)
     graphs = CudaGraphs(module, backend=backend)
     x = torch.randn(2, 4, requires_grad=True)
     with torch.no_grad():
@@ -135,7 +305,10 @@ def test_a_replay_with_grad_enabled_returns_outputs_without_grad_and_restores_gr
     [graph] = graphs._graphs.values()
     assert not any(t.requires_grad or t.grad_fn is not None for t in graph.inputs)  # the buffers stay out of autograd
     assert graphs.info()["replays"] == 5  # the capturing call replays too
+    assert (graph.call is not None) is nodes
     graph.replay = lambda: (_ for _ in ()).throw(RuntimeError("replay failed"))
+    if nodes:
+        graph.call.replay = graph.replay
     with torch.enable_grad():
         with pytest.raises(RuntimeError, match="replay failed"):
             graphs(x)

@@ -1,8 +1,12 @@
 """CUDA graphs for a whole program: `trtpack.load(path, cuda_graphs=True)` / `trtpack.compile(..., cuda_graphs=True)`.
 
 The program (its engines and the PyTorch ops between them) is captured once per input signature (the shapes, dtypes
-and device of its tensor inputs) and replayed after that, so a call costs one copy per input, one graph launch and
-one copy per output, whatever the number of engines.
+and device of its tensor inputs) and replayed after that, so a call costs one graph launch and one output allocation
+per output, whatever the number of engines: the graph copies each input in and each output out itself, as memcpy
+nodes that a call repoints to the caller's input and to the outputs it allocates (graph_copies, graph_nodes; one is
+repointed only when its address changed). Where a node cannot be found or repointed (a torch without
+`CUDAGraph(keep_graph=True)`, an output that is not one dense block, an address the driver refuses), that input is
+copied in with torch and that output cloned, as a program without nodes does.
 
 - The first call of a signature runs the program eagerly once on a side stream (this decides a fallback program's
   branches, deserializes engines and creates their contexts), then captures it (`torch.cuda.CUDAGraph`, its own memory
@@ -10,10 +14,12 @@ one copy per output, whatever the number of engines.
   seen: the checks depend on shapes and dtypes only.
 - At most `max_graphs` signatures are kept (`DEFAULT_MAX_GRAPHS`, or the number given as `cuda_graphs=N`); the least
   recently used graph is dropped, with its memory.
-- Outputs are fresh tensors: each call clones them out of the graph's static outputs, so a result is never
-  overwritten by a later call, even where the eager program would return an input or a buffer itself. Outputs never
-  require grad (inference only). Python side effects inside the program (e.g. a Python custom op appending to a
-  list) happen while capturing only; a replay runs the captured kernels.
+- Outputs are fresh tensors, allocated by each call on the current stream from torch's caching allocator (as a
+  clone is) and written by that call's replay, so a result is never overwritten by a later call, even where the
+  eager program would return an input or a buffer itself. Inputs are read where they are, on the current stream,
+  when the replay runs, as torch's copy_ would; one in another layout than contiguous is made contiguous first.
+  Outputs never require grad (inference only). Python side effects inside the program (e.g. a Python custom op
+  appending to a list) happen while capturing only; a replay runs the captured kernels.
 - `.to()`, `.cuda()`, `.half()` (anything through `nn.Module._apply` on the program itself) and `load_state_dict`
   drop every graph; the next call captures again. A weight changed in place (same memory) is seen by a replay as is.
   A weight replaced by assignment on a submodule is not seen: call `module.cuda_graphs.clear()` after it.
@@ -38,6 +44,8 @@ from typing import Callable, Optional
 
 import torch
 from torch.utils import _pytree as pytree
+
+from trtpack.runtime import graph_copies
 
 DEFAULT_MAX_GRAPHS = 8  # input signatures captured per program; least recently used dropped beyond this
 
@@ -71,7 +79,8 @@ class CudaBackend:
 
     def capture(self, run: Callable, args, kwargs, device: torch.device, stream, after_warmup: Callable):
         """Warms `run` up on `stream`, checks `after_warmup()` (a reason not to capture, or None), captures it;
-        returns (replay, static outputs) or raises NotCaptured."""
+        returns (replay, static outputs, find) or raises NotCaptured. `find(copies)` gives, for each (source,
+        destination, bytes) copy the capture made, a graph_nodes.Node to repoint or None."""
         with torch.cuda.device(device):
             stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):
@@ -80,7 +89,7 @@ class CudaBackend:
             if reason:
                 torch.cuda.current_stream(device).wait_stream(stream)
                 raise NotCaptured(reason)
-            graph = torch.cuda.CUDAGraph()
+            graph = torch.cuda.CUDAGraph(keep_graph=True) if _KEEPS_GRAPH else torch.cuda.CUDAGraph()
             try:
                 with torch.cuda.graph(graph, stream=stream, capture_error_mode="thread_local"):
                     outputs = run(*args, **kwargs)
@@ -89,13 +98,39 @@ class CudaBackend:
                 cause = error.__context__ or error  # the op's own error, not capture_end's that followed it
                 raise NotCaptured(f"an op could not be captured: {type(cause).__name__}: "
                                   f"{str(cause).splitlines()[0][:200] if str(cause) else ''}", permanent=True)
+            if _KEEPS_GRAPH:
+                graph.instantiate()
             torch.cuda.current_stream(device).wait_stream(stream)
-        return graph.replay, outputs
+        return graph.replay, outputs, functools.partial(_memcpy_nodes, graph, device)
 
     def release(self, last_stream) -> None:
         """Before graphs are dropped: wait until their last replay is done (their memory goes back to torch)."""
         if last_stream is not None:
             last_stream.synchronize()
+
+
+def _keeps_graph() -> bool:
+    """Whether this torch's CUDAGraph can keep its cudaGraph_t (to find its memcpy nodes) and give the exec."""
+    import inspect
+
+    try:
+        keeps = "keep_graph" in inspect.signature(torch.cuda.CUDAGraph).parameters
+    except (TypeError, ValueError):
+        keeps = False
+    return keeps and all(hasattr(torch.cuda.CUDAGraph, name)
+                         for name in ("instantiate", "raw_cuda_graph", "raw_cuda_graph_exec"))
+
+
+_KEEPS_GRAPH = _keeps_graph()
+
+
+def _memcpy_nodes(graph, device, copies):
+    if not _KEEPS_GRAPH or not copies:
+        return [None] * len(copies)
+    from trtpack.runtime import graph_nodes
+
+    with torch.cuda.device(device):  # the nodes run in the device's context, the one current here
+        return graph_nodes.memcpy_nodes(graph.raw_cuda_graph(), graph.raw_cuda_graph_exec(), copies)
 
 
 def _repair(device: torch.device, stream) -> None:
@@ -125,11 +160,13 @@ class NotCaptured(Exception):
 
 
 class _Graph:
-    __slots__ = ("replay", "inputs", "outputs", "fresh")
+    __slots__ = ("replay", "inputs", "outputs", "fresh", "call", "keep")
 
-    def __init__(self, replay, inputs, outputs):
+    def __init__(self, replay, inputs, outputs, keep=None):
         self.replay, self.inputs, self.outputs = replay, inputs, outputs  # the static buffers
         self.fresh = _cloner(outputs)  # () -> fresh copies of the static outputs
+        self.call = None  # (args, kwargs) -> fresh outputs through repointed copy nodes; None: copy, replay, clone
+        self.keep = keep  # every other tensor the graph's kernels read or write, alive as long as the graph
 
 
 class CudaGraphs:
@@ -161,7 +198,8 @@ class CudaGraphs:
         with self._lock:
             return {"graphs": len(self._graphs), "max_graphs": self.max_graphs, "captures": self.captures,
                     "replays": self.replays, "eager_calls": self.eager_calls, "invalidations": self.invalidations,
-                    "static_calls": len(self._static_calls), "off": self._off}
+                    "static_calls": len(self._static_calls), "off": self._off,
+                    "repointed": sum(graph.call is not None for graph in self._graphs.values())}
 
     def clear(self, why: str = "cleared") -> None:
         """Drops every captured graph (after its last replay is done); the next call of each shape captures again."""
@@ -237,7 +275,7 @@ class CudaGraphs:
             eager, graph = self._why_eager(key, device), None
             if eager is None:
                 try:
-                    graph = self._record(args, kwargs, device)
+                    graph = self._record(args, kwargs, device, copies=False)
                 except NotCaptured as error:
                     eager = self._not_captured(error)
             if graph is None:
@@ -251,18 +289,29 @@ class CudaGraphs:
             self._static_calls.add(call)
         return call
 
-    def _record(self, args, kwargs, device) -> _Graph:
-        """Captures the program on copies of `args`/`kwargs` (raises NotCaptured)."""
-        static_args = [_static(x) for x in args]
-        static_kwargs = {name: _static(x) for name, x in kwargs.items()}
+    def _record(self, args, kwargs, device, copies: bool = True) -> _Graph:
+        """Captures the program on copies of `args`/`kwargs` (raises NotCaptured). With `copies` (ordinary calls),
+        the graph copies its inputs in from slots and its outputs out to buffers of its own (graph_copies), and a
+        call repoints those copies where their nodes are found; without (static calls), the program reads the slots
+        and its own outputs are the graph's."""
+        slots = [_static(x) for x in (*args, *kwargs.values())]
         stream = self._streams.get(device)
         if stream is None:
             stream = self._streams[device] = self.backend.side_stream(device)
+        program = graph_copies.Copying(self.run, slots) if copies else self.run
+        buffers = program.statics if copies else slots
         with torch.no_grad():
-            replay, outputs = self.backend.capture(self.run, static_args, static_kwargs, device, stream,
-                                                   lambda: self._pending(device))
+            replay, outputs, find = self.backend.capture(program, buffers[:len(args)],
+                                                         dict(zip(kwargs, buffers[len(args):])), device, stream,
+                                                         lambda: self._pending(device))
         self.captures += 1
-        return _Graph(replay, static_args + [static_kwargs[name] for name in kwargs], outputs)
+        graph = _Graph(replay, slots, outputs, keep=program if copies else None)
+        if copies:
+            nodes = find(program.copies())
+            if any(node is not None for node in nodes):
+                graph.call = graph_copies.Repointing(replay, slots, program.sources, program.buffers, program.spec,
+                                                     nodes)
+        return graph
 
     def _capture(self, key, args, kwargs, device) -> _Graph:
         graph = self._graphs[key] = self._record(args, kwargs, device)
@@ -282,29 +331,38 @@ class CudaGraphs:
     def _replay(self, key, graph: _Graph, args, kwargs, device):
         with self._lock:
             self._order(device)
-            single = len(args) == 1 and not kwargs
-            # grad mode off only where an input requires grad: its copy_ would make a graph buffer part of an
-            # autograd graph (a replay records nothing; the static outputs never require grad)
-            grad = torch.is_grad_enabled() and (args[0].requires_grad if single else
-                                                any(x.requires_grad for x in (*args, *kwargs.values())))
-            if grad:
-                torch._C._set_grad_enabled(False)
-            try:
-                if single:
-                    graph.inputs[0].copy_(args[0])
-                else:
-                    for static, x in zip(graph.inputs, (*args, *kwargs.values())):
-                        static.copy_(x)
-                graph.replay()
-                self.replays += 1
-                if graph is not self._last_replayed:
-                    self._last_replayed = graph
-                    if key in self._graphs:
-                        self._graphs.move_to_end(key)
-                return graph.fresh()
-            finally:
-                if grad:
-                    torch._C._set_grad_enabled(True)
+            if graph.call is not None:
+                outputs = graph.call(args, kwargs)
+            else:
+                outputs = _copy_replay_clone(graph, args, kwargs)
+            self.replays += 1
+            if graph is not self._last_replayed:
+                self._last_replayed = graph
+                if key in self._graphs:
+                    self._graphs.move_to_end(key)
+            return outputs
+
+
+def _copy_replay_clone(graph: _Graph, args, kwargs):
+    """A replay through torch's copies: each input into its slot, then the outputs cloned."""
+    single = len(args) == 1 and not kwargs
+    # grad mode off only where an input requires grad: its copy_ would make a graph buffer part of an autograd
+    # graph (a replay records nothing; the static outputs never require grad)
+    grad = torch.is_grad_enabled() and (args[0].requires_grad if single else
+                                        any(x.requires_grad for x in (*args, *kwargs.values())))
+    if grad:
+        torch._C._set_grad_enabled(False)
+    try:
+        if single:
+            graph.inputs[0].copy_(args[0])
+        else:
+            for static, x in zip(graph.inputs, (*args, *kwargs.values())):
+                static.copy_(x)
+        graph.replay()
+        return graph.fresh()
+    finally:
+        if grad:
+            torch._C._set_grad_enabled(True)
 
 
 class StaticCall:
