@@ -29,10 +29,8 @@ class Copying:
         for static, slot in zip(self.statics, self.slots):
             static.copy_(slot)
         leaves, self.spec = pytree.tree_flatten(self.run(*args, **kwargs))
-        buffers = self.buffers or [None] * len(leaves)
-        if len(buffers) != len(leaves):
-            buffers = [None] * len(leaves)
-        self.buffers = [_buffer_for(leaf, buffer) for leaf, buffer in zip(leaves, buffers)]
+        kept = self.buffers if self.buffers and len(self.buffers) == len(leaves) else [None] * len(leaves)
+        self.buffers = [_buffer_for(leaf, buffer) for leaf, buffer in zip(leaves, kept)]
         for leaf, buffer in zip(leaves, self.buffers):
             if buffer is not None:
                 buffer.copy_(leaf)
@@ -104,7 +102,7 @@ class Repointing:
     def __init__(self, replay, slots, leaves, buffers, spec, nodes):
         self.replay, self.slots, self.spec = replay, slots, spec
         self.in_nodes = list(nodes[:len(slots)])
-        self.outs = list(buffers)
+        self.buffers = list(buffers)  # where each output's copy writes when its node is not repointed
         self.leaves = [leaf if buffer is None else None for leaf, buffer in zip(leaves, buffers)]  # non-tensors
         self.out_nodes = list(nodes[len(slots):])
         self.makers = [_maker(buffer) if buffer is not None else None for buffer in buffers]
@@ -112,7 +110,7 @@ class Repointing:
         self.tuple = spec == pytree.tree_structure(tuple(buffers))
         self.fast = (len(slots) == 1 and bool(buffers) and all(self.in_nodes + self.out_nodes)
                      and (self.tuple or spec == pytree.tree_structure(buffers[0])))
-        self.outputs = list(zip(self.out_nodes, self.makers))
+        self.fast_outputs = list(zip(self.out_nodes, self.makers))
 
     def __call__(self, args, kwargs):
         if self.fast and len(args) == 1 and not kwargs:
@@ -121,7 +119,7 @@ class Repointing:
                 node, address = self.in_nodes[0], x.data_ptr()
                 if address == node.params.srcDevice or node.set_source(address):
                     results = []
-                    for node, make in self.outputs:
+                    for node, make in self.fast_outputs:
                         y = make()
                         address = y.data_ptr()
                         if address != node.params.dstDevice and not node.set_destination(address):
@@ -156,13 +154,13 @@ class Repointing:
             y = self.makers[j]()
             address = y.data_ptr()
             if address != node.params.dstDevice and not node.set_destination(address):
-                self._refused(self.out_nodes, j, node.set_destination, self.outs[j].data_ptr())
+                self._refused(self.out_nodes, j, node.set_destination, self.buffers[j].data_ptr())
                 y = None
             results.append(y)
         self.replay()
         for j, y in enumerate(results):
             if y is None:
-                buffer = self.outs[j]
+                buffer = self.buffers[j]
                 results[j] = buffer.clone() if buffer is not None else self.leaves[j]
         return pytree.tree_unflatten(results, self.spec)
 
