@@ -21,7 +21,8 @@ def test_one_wheel_for_every_cpython_with_the_native_libraries():
     assert name.endswith("-py3-none-linux_x86_64.whl"), name  # the core is a C ABI library: no CPython tag
     with zipfile.ZipFile(_wheel()) as whl:
         names = set(whl.namelist())
-    assert {"trtpack/__init__.py", "trtpack/libtrtpack_core.so", "trtpack/libtorchtrt_runtime.so"} <= names
+    assert {"trtpack/__init__.py", "trtpack/libtrtpack_core.so", "trtpack/libtorchtrt_runtime.so",
+            "trtpack/libtrtpack_graph_launch.so"} <= names
     assert not any(n.endswith(".so") and "cpython" in n for n in names), names
 
 

@@ -472,6 +472,8 @@ def test_cuda_graphs_outputs_identical_to_eager_and_a_new_shape_is_captured(fixt
     info = graphed.cuda_graphs.info()
     assert info["captures"] == 3 and info["replays"] == 7 and info["eager_calls"] == 0, info
     assert info["repointed"] == 3, info  # every graph reads its input and writes its outputs through its own copies
+    calls = [graph.call for graph in graphed.cuda_graphs._graphs.values()]
+    assert all(call.launch is not None for call in calls if call.single)  # one in, one out: the native launch
     x = models.example_input(dtype, 16, "cuda").transpose(0, -1).contiguous().transpose(0, -1)  # another layout
     assert not x.is_contiguous() and torch.equal(graphed(x), eager_program(x.contiguous()))
     assert graphed.cuda_graphs.info()["captures"] == 3  # the same signature (shapes, dtypes), replayed
@@ -503,6 +505,33 @@ def test_a_static_call_replays_new_inputs_written_in_place_into_the_same_outputs
         kept = out.clone()
         graphed(x * 2)  # an ordinary call of the same signature leaves the static call's buffers alone
         assert torch.equal(out, kept)
+
+
+def test_cuda_graphs_launch_natively_unless_the_program_draws_random_numbers():
+    """A graph with one input and one output repoints and launches in one native call (graph_nodes.Launch); one
+    that draws random numbers replays through torch, which advances the generator for each replay, so every call
+    draws anew as the eager program does."""
+    from trtpack.runtime import cuda_graphs
+
+    class Noisy(torch.nn.Module):
+        def forward(self, x):
+            return x + torch.rand_like(x)
+
+    linear = cuda_graphs.attach(torch.nn.Linear(64, 32).cuda(), True)
+    noisy = cuda_graphs.attach(Noisy(), True)
+    x = torch.randn(4, 64, device="cuda")
+    with torch.no_grad():
+        kept = [(linear(x * i), noisy(x)) for i in range(4)]
+        torch.cuda.synchronize()
+        for i, (y, _) in enumerate(kept):
+            torch.testing.assert_close(y, torch.nn.functional.linear(x * i, linear.weight, linear.bias))
+    [graph] = linear.cuda_graphs._graphs.values()
+    assert graph.call.launch is not None and linear.cuda_graphs.info()["replays"] == 4
+    [graph] = noisy.cuda_graphs._graphs.values()
+    assert graph.call.launch is None and noisy.cuda_graphs.info()["replays"] == 4
+    draws = [z - x for _, z in kept]
+    assert all(((d >= 0) & (d < 1)).all() for d in draws)
+    assert len({tuple(d[0, :4].tolist()) for d in draws}) == 4  # new numbers on every call
 
 
 def test_cuda_graphs_eight_threads_share_one_loaded_program(fixtures, trt):

@@ -35,6 +35,14 @@ class FakeNode:
         setattr(self.params, field, address)
         return True
 
+    @property
+    def source(self):
+        return self.params.srcDevice
+
+    @property
+    def destination(self):
+        return self.params.dstDevice
+
     def set_source(self, address):
         return self._point("srcDevice", address)
 
@@ -54,11 +62,14 @@ class FakeBackend:
     """CPU stand-in for CUDA: a stream per thread, a capture that runs once to warm up and once to record the
     static outputs, and a replay that writes a fresh run's results into them. Its memcpy nodes (FakeNode, for each
     copy the capture made, unless `nodes=False`) move real bytes where a call repointed them, and refuse the
-    addresses (or every address of a field, "srcDevice" or "dstDevice") in `refused`."""
+    addresses (or every address of a field, "srcDevice" or "dstDevice") in `refused`. Its native launch (the
+    launcher, for one input and one output) does what runtime/graph_launch.c does with these nodes, counted in
+    `launches`, and fails with `launch_fails` when set."""
 
-    def __init__(self, fail=None, nodes=True):
+    def __init__(self, fail=None, nodes=True, launch=True):
         self.captured, self.released, self.ordered, self.fail, self.nodes = [], 0, 0, fail, nodes
         self.refused, self.repointed = set(), []
+        self.launch, self.launches, self.launch_fails = launch, 0, None
 
     def unavailable(self):
         return None
@@ -68,6 +79,9 @@ class FakeBackend:
 
     def stream_key(self, device):
         return threading.get_ident()
+
+    def stream_key_of(self, device):
+        return threading.get_ident
 
     def order_after(self, previous, device):
         self.ordered += 1
@@ -110,7 +124,20 @@ class FakeBackend:
             nodes = [FakeNode(self, *copy) if copy is not None and self.nodes else None for copy in copies]
             found.extend(node for node in nodes if node is not None)
             return nodes
-        return replay, outputs, find
+
+        def launcher(in_node, out_node):
+            def launch(source, destination, stream):
+                self.launches += 1
+                if source != in_node.source and not in_node.set_source(source):
+                    return 2
+                if destination != out_node.destination and not out_node.set_destination(destination):
+                    return 3
+                if self.launch_fails:
+                    return 16 + self.launch_fails
+                replay()
+                return 0
+            return launch if self.launch else None
+        return replay, outputs, find, launcher
 
     def release(self, last_stream):
         self.released += 1
@@ -253,6 +280,114 @@ def test_an_address_the_driver_refuses_falls_back_to_torchs_copies_for_that_copy
     assert graph.call.out_nodes == [None, None] and z.data_ptr() != graph.outputs[0].data_ptr()
     torch.testing.assert_close(y, kept)
     assert graphs.info()["replays"] == 4
+
+
+def test_the_hot_path_replays_the_last_signature_without_the_general_call_and_leaves_it_when_anything_differs(
+        monkeypatch):
+    """A call with the last replayed graph's signature (one plain tensor) goes straight to its repointed copies:
+    no signature key, no lookup. Another shape, dtype, stream, layout, a tensor subclass, clear() or a refused
+    address each go the general way, which gives the same results."""
+    module, backend = Counting(), FakeBackend()
+    graphs = CudaGraphs(module, backend=backend)
+    signatures = []
+    monkeypatch.setattr(cuda_graphs, "_signature", lambda *a, real=cuda_graphs._signature: signatures.append(1)
+                        or real(*a))
+    x = torch.randn(2, 4)
+    graphs(x)
+    graphs(x)  # the capture's replay made it hot already
+    assert graphs._hot is not None and len(signatures) == 1
+    kept = [graphs(torch.randn(2, 4)) for _ in range(5)]
+    assert len(signatures) == 1 and graphs.info()["replays"] == 7
+    for y, same in kept:
+        torch.testing.assert_close(y, module.linear(same).relu())
+    assert len({y.data_ptr() for y, _ in kept}) == 5
+
+    def general(value):  # a call that must take the general path, and what it gives
+        before = len(signatures)
+        y, same = graphs(value)
+        torch.testing.assert_close(y, module.linear(value).relu())
+        torch.testing.assert_close(same, value)
+        assert len(signatures) == before + 1
+    general(torch.randn(3, 4))              # another shape: captured, and now the hot one
+    general(torch.randn(2, 4))              # back: the general path again, which makes it hot again
+    general(torch.randn(4, 2).t())          # another layout
+    general(torch.nn.Parameter(torch.randn(2, 4), requires_grad=False))  # a tensor subclass
+    errors = run_in_threads(lambda: general(torch.randn(2, 4)), [()])  # another thread: another stream
+    assert errors == []
+    general(torch.randn(2, 4))              # back on this thread's stream, through the general path once
+    graphs(torch.randn(2, 4))
+    assert len(signatures) == 7
+    graphs.clear()
+    assert graphs._hot is None
+    general(torch.randn(2, 4))              # captured again
+    x = torch.randn(2, 4)
+    backend.refused.add(x.data_ptr())
+    general(x)                              # refused: the hot path hands it on, the general path falls back
+    assert graphs._hot is None             # and no longer takes this graph's calls
+    general(torch.randn(2, 4))
+
+
+def test_a_module_with_graphs_is_called_without_nn_modules_frames_unless_a_hook_or_trace_needs_them(monkeypatch):
+    """attach gives the module a class of its own (a subclass, same name) whose call goes straight to forward;
+    hooks of every kind still run as nn.Module runs them."""
+    module, backend = Counting(), FakeBackend()
+    cuda_graphs.attach(module, True, backend=backend)
+    assert isinstance(module, Counting) and type(module).__name__ == "Counting" and type(module) is not Counting
+    slow = []
+    monkeypatch.setattr(torch.nn.Module, "_call_impl",
+                        lambda self, *a, real=torch.nn.Module._call_impl, **k: (self is module and slow.append(1))
+                        or real(self, *a, **k))
+    x = torch.randn(2, 4)
+    for _ in range(3):
+        torch.testing.assert_close(module(x)[0], module.linear(x).relu())
+    assert slow == [] and module.cuda_graphs.info()["replays"] == 3
+    seen = []
+    handle = module.register_forward_pre_hook(lambda m, args: (args[0] * 2,))
+    hook = module.register_forward_hook(lambda m, args, out: seen.append(out[1]))
+    torch.testing.assert_close(module(x)[1], x * 2)
+    torch.testing.assert_close(seen[0], x * 2)
+    handle.remove(), hook.remove()
+    everywhere = torch.nn.modules.module.register_module_forward_hook(lambda m, args, out: seen.append("global"))
+    try:
+        module(x)
+    finally:
+        everywhere.remove()
+    assert seen[-1] == "global" and len(slow) == 2
+    module(x)
+    assert len(slow) == 2
+
+
+def test_one_input_and_one_output_go_through_the_native_launch_and_anything_it_cannot_do_through_python():
+    model = torch.nn.Linear(4, 3)
+    backend = FakeBackend()
+    graphs = CudaGraphs(model, backend=backend)
+    x = torch.randn(2, 4)
+    graphs(x)
+    [graph] = graphs._graphs.values()
+    assert graph.call.launch is not None and backend.launches == 0  # the capturing call took the general path
+    inputs = [torch.randn(2, 4) for _ in range(3)]
+    kept = [graphs(x) for x in inputs]
+    assert backend.launches == 3 and graphs.info()["replays"] == 4
+    assert len({y.data_ptr() for y in kept}) == 3
+    for x, y in zip(inputs, kept):  # each call's own result, untouched by the later calls
+        torch.testing.assert_close(y, model(x))
+    x = torch.randn(2, 4)
+    torch.testing.assert_close(graphs(x), model(x))
+    backend.launch_fails = 700  # a failed launch: the general path replays through the backend's own replay
+    torch.testing.assert_close(graphs(x), model(x))
+    assert backend.launches == 5 and graphs.info()["replays"] == 6
+    backend.launch_fails = None
+    refused = torch.randn(2, 4)
+    backend.refused.add(refused.data_ptr())  # refused in the native call: the general path finds it and copies
+    torch.testing.assert_close(graphs(refused), model(refused))
+    assert graph.call.in_nodes == [None] and graph.call.fast is False
+    launches = backend.launches
+    torch.testing.assert_close(graphs(x), model(x))
+    assert backend.launches == launches  # that graph's calls no longer launch natively
+    plain = CudaGraphs(model, backend=FakeBackend(launch=False))
+    for _ in range(3):
+        torch.testing.assert_close(plain(x), model(x))
+    assert next(iter(plain._graphs.values())).call.launch is None
 
 
 def test_without_copy_nodes_a_call_copies_in_and_clones_out():

@@ -4,7 +4,9 @@ The program (its engines and the PyTorch ops between them) is captured once per 
 and device of its tensor inputs) and replayed after that, so a call costs one graph launch and one output allocation
 per output, whatever the number of engines: the graph copies each input in and each output out itself, as memcpy
 nodes that a call repoints to the caller's input and to the outputs it allocates (graph_copies, graph_nodes; one is
-repointed only when its address changed). Where a node cannot be found or repointed (a torch without
+repointed only when its address changed; with one input and one output, the repoints and the launch are one native
+call, graph_nodes.Launch, unless the graph draws random numbers: torch's replay then advances the generator for each
+replay, so those replays go through torch). Where a node cannot be found or repointed (a torch without
 `CUDAGraph(keep_graph=True)`, an output that is not one dense block, an address the driver refuses), that input is
 copied in with torch and that output cloned, as a program without nodes does.
 
@@ -25,6 +27,11 @@ copied in with torch and that output cloned, as a program without nodes does.
   A weight replaced by assignment on a submodule is not seen: call `module.cuda_graphs.clear()` after it.
 - Replays of one program are serialized (one lock; a call on another stream first waits for the previous replay's
   stream), since its graphs share static buffers and engine contexts.
+- The hot path: a call with one plain tensor of the signature replayed last, on the stream it was replayed on, goes
+  straight to that graph's repointing (no signature key, no lookup, no LRU update). And `attach` gives the module a
+  class of its own (a subclass, same name) whose call goes straight to `forward` where nn.Module.__call__ would do
+  nothing else (no hooks, no torch.compile of the module, no JIT trace). Both only drop frames: what a call does
+  is the same.
 - Where capture is impossible the program runs eagerly and says so once per reason, in one line: no CUDA device,
   inputs on the CPU (those calls only), inputs other than flat tensors, data-dependent shapes, a program writing its
   inputs in place, a fallback still undecided after the first run, or an op that failed to capture (with its error).
@@ -67,6 +74,10 @@ class CudaBackend:
     def stream_key(self, device: torch.device):
         return torch._C._cuda_getCurrentRawStream(device.index)
 
+    def stream_key_of(self, device: torch.device) -> Callable[[], object]:
+        """() -> stream_key(device), without a Python frame per call (the hot path asks on every call)."""
+        return functools.partial(torch._C._cuda_getCurrentRawStream, device.index)
+
     def order_after(self, previous, device: torch.device):
         """Makes the current stream wait for `previous` (the stream of the last replay); returns the current one."""
         current = torch.cuda.current_stream(device)
@@ -79,8 +90,11 @@ class CudaBackend:
 
     def capture(self, run: Callable, args, kwargs, device: torch.device, stream, after_warmup: Callable):
         """Warms `run` up on `stream`, checks `after_warmup()` (a reason not to capture, or None), captures it;
-        returns (replay, static outputs, find) or raises NotCaptured. `find(copies)` gives, for each (source,
-        destination, bytes) copy the capture made, a graph_nodes.Node to repoint or None."""
+        returns (replay, static outputs, find, launcher) or raises NotCaptured. `find(copies)` gives, for each
+        (source, destination, bytes) copy the capture made, a graph_nodes.Node to repoint or None.
+        `launcher(in_node, out_node)` gives a function (source, destination, stream) -> code that repoints both and
+        launches in one native call (graph_nodes.Launch), or None: also for a graph that draws random numbers, whose
+        replay must go through torch (it advances the generator's offset for each replay)."""
         with torch.cuda.device(device):
             stream.wait_stream(torch.cuda.current_stream(device))
             with torch.cuda.stream(stream):
@@ -101,7 +115,9 @@ class CudaBackend:
             if _KEEPS_GRAPH:
                 graph.instantiate()
             torch.cuda.current_stream(device).wait_stream(stream)
-        return graph.replay, outputs, functools.partial(_memcpy_nodes, graph, device)
+            native = _KEEPS_GRAPH and not _draws_random(graph, device)
+        return (graph.replay, outputs, functools.partial(_memcpy_nodes, graph, device),
+                _launch_of if native else lambda in_node, out_node: None)
 
     def release(self, last_stream) -> None:
         """Before graphs are dropped: wait until their last replay is done (their memory goes back to torch)."""
@@ -131,6 +147,27 @@ def _memcpy_nodes(graph, device, copies):
 
     with torch.cuda.device(device):  # the nodes run in the device's context, the one current here
         return graph_nodes.memcpy_nodes(graph.raw_cuda_graph(), graph.raw_cuda_graph_exec(), copies)
+
+
+def _draws_random(graph, device: torch.device) -> bool:
+    """Whether a replay of `graph` advances the device's default generator: torch's replay then sets the graph's
+    seed and offset first, which a launch of its own would skip (every call would draw the same numbers). Found
+    by one replay (the graph's copies still point at its own buffers)."""
+    try:
+        generator = torch.cuda.default_generators[device.index if device.index is not None else
+                                                  torch.cuda.current_device()]
+        offset = generator.get_offset()
+    except (AttributeError, IndexError, RuntimeError):  # no way to tell: treat it as drawing
+        return True
+    graph.replay()
+    return generator.get_offset() != offset
+
+
+def _launch_of(in_node, out_node):
+    from trtpack.runtime import graph_nodes
+
+    launch = graph_nodes.launch_of(in_node, out_node)
+    return launch.launch if launch is not None else None
 
 
 def _repair(device: torch.device, stream) -> None:
@@ -169,6 +206,16 @@ class _Graph:
         self.keep = keep  # every other tensor the graph's kernels read or write, alive as long as the graph
 
 
+class _Hot:
+    """The graph replayed last, where its calls take one plain tensor and its copies are all nodes: what the hot
+    path of CudaGraphs.__call__ checks a call against (no signature tuple, no dict lookup, no LRU update)."""
+    __slots__ = ("graph", "shape", "dtype", "device_index", "stream", "one")
+
+    def __init__(self, graph: _Graph, x: torch.Tensor, stream: Callable[[], object]):
+        self.graph, self.shape, self.dtype, self.device_index = graph, x.shape, x.dtype, x.get_device()
+        self.stream, self.one = stream, graph.call.one
+
+
 class CudaGraphs:
     """Captures `run` once per input signature and replays it; see the module's docstring."""
 
@@ -185,6 +232,7 @@ class CudaGraphs:
         self._graphs = collections.OrderedDict()  # signature -> _Graph, least recently used first
         self._lock = threading.RLock()            # the graphs, captures and replays
         self._last_replayed = None                # the graph replayed last (already the most recent in LRU order)
+        self._hot: Optional[_Hot] = None          # that graph, where its calls can take the hot path
         self._last_stream, self._last_key = None, None
         self._streams = {}                        # device -> side stream for warm-up and capture
         self._static_calls = weakref.WeakSet()    # StaticCalls made here, dropped with the graphs
@@ -212,7 +260,7 @@ class CudaGraphs:
                 call._drop(why)
             self._static_calls.clear()
             self._graphs.clear()
-            self._last_stream = self._last_key = self._last_replayed = None
+            self._last_stream = self._last_key = self._last_replayed = self._hot = None
 
     def _say(self, kind: str, reason: str) -> None:
         if kind not in self._warned:
@@ -226,6 +274,25 @@ class CudaGraphs:
 
     # -- the call ------------------------------------------------------------------------------------------------
     def __call__(self, *args, **kwargs):
+        hot = self._hot
+        if hot is not None and len(args) == 1 and not kwargs:  # the hot path: the last graph's signature again
+            x = args[0]
+            if (type(x) is torch.Tensor and x.shape == hot.shape and x.dtype is hot.dtype
+                    and x.get_device() == hot.device_index):
+                lock = self._lock
+                lock.acquire()
+                try:  # still the graph replayed last, on the stream it was replayed on
+                    stream = hot.stream()
+                    if self._hot is hot and stream == self._last_key:
+                        outputs = hot.one(x, stream)
+                        if outputs is not None:
+                            self.replays += 1
+                            return outputs
+                finally:
+                    lock.release()
+        return self._call(args, kwargs)
+
+    def _call(self, args, kwargs):
         key, device = _signature(args, kwargs)
         graph = self._graphs.get(key) if key is not None else None
         if graph is not None:
@@ -301,16 +368,16 @@ class CudaGraphs:
         program = graph_copies.Copying(self.run, slots) if copies else self.run
         buffers = program.statics if copies else slots
         with torch.no_grad():
-            replay, outputs, find = self.backend.capture(program, buffers[:len(args)],
-                                                         dict(zip(kwargs, buffers[len(args):])), device, stream,
-                                                         lambda: self._pending(device))
+            replay, outputs, find, launcher = self.backend.capture(program, buffers[:len(args)],
+                                                                   dict(zip(kwargs, buffers[len(args):])), device,
+                                                                   stream, lambda: self._pending(device))
         self.captures += 1
         graph = _Graph(replay, slots, outputs, keep=program if copies else None)
         if copies:
             nodes = find(program.copies())
             if any(node is not None for node in nodes):
                 graph.call = graph_copies.Repointing(replay, slots, program.sources, program.buffers, program.spec,
-                                                     nodes)
+                                                     nodes, launcher)
         return graph
 
     def _capture(self, key, args, kwargs, device) -> _Graph:
@@ -318,7 +385,7 @@ class CudaGraphs:
         while len(self._graphs) > self.max_graphs:
             self.backend.release(self._last_stream)
             self._graphs.popitem(last=False)
-            self._last_replayed = None  # never keep a dropped graph (and its memory) alive
+            self._last_replayed = self._hot = None  # never keep a dropped graph (and its memory) alive
         return graph
 
     def _order(self, device) -> None:
@@ -340,6 +407,12 @@ class CudaGraphs:
                 self._last_replayed = graph
                 if key in self._graphs:
                     self._graphs.move_to_end(key)
+            hot = self._hot
+            if hot is None or hot.graph is not graph or not graph.call.fast:
+                plain = len(args) == 1 and not kwargs and type(args[0]) is torch.Tensor
+                self._hot = (_Hot(graph, args[0], self.backend.stream_key_of(device))
+                             if plain and graph.call is not None and graph.call.fast and key in self._graphs
+                             else None)
             return outputs
 
 
@@ -509,8 +582,9 @@ def _writes_user_input(program) -> bool:
 
 def attach(module: torch.nn.Module, cuda_graphs, *, backend=None) -> torch.nn.Module:
     """Gives `module` (compile's GraphModule or a LoadedProgram) CUDA graphs when `cuda_graphs` is True or a number
-    of signatures to keep; returns `module`. Its forward replays; `.to()`-like moves and load_state_dict drop the
-    graphs. `cuda_graphs=False` (or None) leaves it as it is."""
+    of signatures to keep; returns `module`. Its forward replays, and its class becomes a subclass of its own
+    (_calling_graphs); `.to()`-like moves and load_state_dict drop the graphs. `cuda_graphs=False` (or None) leaves
+    it as it is."""
     if cuda_graphs is None or cuda_graphs is False:
         return module
     from trtpack.runtime import branches
@@ -527,6 +601,7 @@ def attach(module: torch.nn.Module, cuda_graphs, *, backend=None) -> torch.nn.Mo
         return graphs(*args, **kwargs)
 
     module.forward = forward
+    module.__class__ = _calling_graphs(type(module))
     apply = module._apply
 
     def _apply(fn, *rest, **kw):
@@ -537,6 +612,30 @@ def attach(module: torch.nn.Module, cuda_graphs, *, backend=None) -> torch.nn.Mo
     module._apply = _apply
     module.register_load_state_dict_post_hook(lambda m, keys: graphs.clear("load_state_dict"))
     return module
+
+
+def _calling_graphs(base: type) -> type:
+    """A subclass of `base` whose calls go straight to `forward` where nn.Module.__call__ would do nothing else (no
+    hook of any kind on the module or globally, no torch.compile of the module, no JIT trace), and otherwise run
+    `base.__call__` as before: the same behaviour without nn.Module.__call__'s frames, which cost a replayed call
+    about 1 us, a tenth of what it may cost."""
+    from torch.nn.modules import module as nn_module
+
+    global_hooks = [getattr(nn_module, name) for name in (
+        "_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks", "_global_backward_hooks")
+        if isinstance(getattr(nn_module, name, None), dict)]  # mutated in place by torch, never rebound
+    hooks_a, hooks_b, hooks_c, hooks_d = (global_hooks + [{}] * 4)[:4]
+    tracing = torch._C._get_tracing_state
+    call = base.__call__
+
+    def __call__(self, *args, **kwargs):
+        if (self._forward_pre_hooks or self._forward_hooks or self._backward_pre_hooks or self._backward_hooks
+                or hooks_a or hooks_b or hooks_c or hooks_d or self._compiled_call_impl is not None or tracing()):
+            return call(self, *args, **kwargs)
+        return self.forward(*args, **kwargs)
+
+    return type(base.__name__, (base,), {"__call__": __call__, "__module__": base.__module__,
+                                         "__qualname__": base.__qualname__})
 
 
 __all__ = ["CudaBackend", "CudaGraphs", "DEFAULT_MAX_GRAPHS", "NotCaptured", "StaticCall", "attach", "blocker_of"]

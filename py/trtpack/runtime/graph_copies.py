@@ -99,7 +99,7 @@ class Repointing:
     was not found, or the driver refuses an address, that input goes through its slot (torch's copy) and that
     output is cloned from its buffer, as without nodes; a refused node stays that way."""
 
-    def __init__(self, replay, slots, leaves, buffers, spec, nodes):
+    def __init__(self, replay, slots, leaves, buffers, spec, nodes, launcher=lambda in_node, out_node: None):
         self.replay, self.slots, self.spec = replay, slots, spec
         self.in_nodes = list(nodes[:len(slots)])
         self.buffers = list(buffers)  # where each output's copy writes when its node is not repointed
@@ -111,24 +111,49 @@ class Repointing:
         self.fast = (len(slots) == 1 and bool(buffers) and all(self.in_nodes + self.out_nodes)
                      and (self.tuple or spec == pytree.tree_structure(buffers[0])))
         self.fast_outputs = list(zip(self.out_nodes, self.makers))
+        self.single = self.fast and not self.tuple
+        # one input, one output: both repoints and the launch in one native call, where the backend gives one
+        self.launch = launcher(self.in_nodes[0], self.out_nodes[0]) if self.single else None
+        self.complex = len(slots) == 1 and slots[0].is_complex()  # only complex inputs can carry a conj bit
 
     def __call__(self, args, kwargs):
-        if self.fast and len(args) == 1 and not kwargs:
-            x = args[0]
-            if x.is_contiguous() and not x.is_conj() and not x.is_neg():
-                node, address = self.in_nodes[0], x.data_ptr()
-                if address == node.params.srcDevice or node.set_source(address):
-                    results = []
-                    for node, make in self.fast_outputs:
-                        y = make()
-                        address = y.data_ptr()
-                        if address != node.params.dstDevice and not node.set_destination(address):
-                            break
-                        results.append(y)
-                    else:
-                        self.replay()
-                        return tuple(results) if self.tuple else results[0]
+        if len(args) == 1 and not kwargs:
+            results = self.one(args[0])
+            if results is not None:
+                return results
         return self._any(args, kwargs)
+
+    def one(self, x: torch.Tensor, stream=None):
+        """The common call (one input, fast): its fresh outputs, or None where this call must take the general
+        path (another layout, or an address the driver refused: the general path finds out which and falls back).
+        With `stream` (the current stream's key, a cudaStream_t for CUDA) a single output goes through the native
+        launch where there is one."""
+        if not self.fast or not x.is_contiguous() or x.is_neg() or (self.complex and x.is_conj()):
+            return None
+        if self.launch is not None and stream is not None:
+            y = self.makers[0]()
+            # anything but a launch (another context current, a refused address, a failed launch) leaves the
+            # call to the general path, which repoints from Python and replays through torch (raising its error)
+            return y if self.launch(x.data_ptr(), y.data_ptr(), stream) == 0 else None
+        node, address = self.in_nodes[0], x.data_ptr()
+        if address != node.source and not node.set_source(address):
+            return None
+        if self.single:
+            node, y = self.out_nodes[0], self.makers[0]()
+            address = y.data_ptr()
+            if address != node.destination and not node.set_destination(address):
+                return None
+            self.replay()
+            return y
+        results = []
+        for node, make in self.fast_outputs:
+            y = make()
+            address = y.data_ptr()
+            if address != node.destination and not node.set_destination(address):
+                return None
+            results.append(y)
+        self.replay()
+        return tuple(results)
 
     def _any(self, args, kwargs):
         values = args if not kwargs else (*args, *kwargs.values())
@@ -143,7 +168,7 @@ class Repointing:
                     x = x.resolve_conj().resolve_neg().contiguous()
                 dense.append(x)
             address = x.data_ptr()
-            if address != node.params.srcDevice and not node.set_source(address):
+            if address != node.source and not node.set_source(address):
                 self._refused(self.in_nodes, i, node.set_source, self.slots[i].data_ptr())
                 copy_into(self.slots[i], x)
         results = []
@@ -153,7 +178,7 @@ class Repointing:
                 continue
             y = self.makers[j]()
             address = y.data_ptr()
-            if address != node.params.dstDevice and not node.set_destination(address):
+            if address != node.destination and not node.set_destination(address):
                 self._refused(self.out_nodes, j, node.set_destination, self.buffers[j].data_ptr())
                 y = None
             results.append(y)

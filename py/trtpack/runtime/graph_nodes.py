@@ -7,6 +7,8 @@ allocated one, in place of torch's copy in and clone out, which each cost the ho
 documentation: a change to a graph exec's node takes effect at its next launch; launches already queued are not
 affected. Only nodes whose source and destination are both plain device memory are repointed, and only to device
 memory of the same context (anything the driver refuses is reported, and the caller falls back to the copies).
+For a graph with one input and one output, Launch does both repoints and the launch in one native call
+(runtime/graph_launch.c, libtrtpack_graph_launch.so).
 """
 import ctypes
 import functools
@@ -48,29 +50,91 @@ def driver() -> Optional[ctypes.CDLL]:
 
 class Node:
     """One memcpy node of a graph exec, repointable: `set_source(address)` / `set_destination(address)` return
-    whether the driver took it (the node keeps its previous address when not)."""
-    __slots__ = ("params", "_set", "_exec", "_node", "_byref", "_context")
+    whether the driver took it (the node keeps its previous address when not). `source` and `destination` are
+    where it points now (its `params`, which a Launch also writes)."""
+    __slots__ = ("params", "graph_exec", "node", "context", "_set", "_byref")
 
     def __init__(self, lib, graph_exec: int, node: int, params: Memcpy3D, context: int):
-        self.params, self._set = params, lib.cuGraphExecMemcpyNodeSetParams
-        # converted once: a call passes these as they are
-        self._exec, self._node, self._context = (ctypes.c_void_p(graph_exec), ctypes.c_void_p(node),
-                                                 ctypes.c_void_p(context))
-        self._byref = ctypes.byref(params)
+        self.params = params
+        self.graph_exec, self.node, self.context = (ctypes.c_void_p(graph_exec), ctypes.c_void_p(node),
+                                                    ctypes.c_void_p(context))
+        # without argtypes: the arguments are ctypes objects already, passed as they are
+        self._set, self._byref = lib["cuGraphExecMemcpyNodeSetParams"], ctypes.byref(params)
+
+    @property
+    def source(self) -> int:
+        return self.params.srcDevice
+
+    @property
+    def destination(self) -> int:
+        return self.params.dstDevice
 
     def set_source(self, address: int) -> bool:
         previous, self.params.srcDevice = self.params.srcDevice, address
-        if self._set(self._exec, self._node, self._byref, self._context) == 0:
+        if self._set(self.graph_exec, self.node, self._byref, self.context) == 0:
             return True
         self.params.srcDevice = previous
         return False
 
     def set_destination(self, address: int) -> bool:
         previous, self.params.dstDevice = self.params.dstDevice, address
-        if self._set(self._exec, self._node, self._byref, self._context) == 0:
+        if self._set(self.graph_exec, self.node, self._byref, self.context) == 0:
             return True
         self.params.dstDevice = previous
         return False
+
+
+class _GraphCall(ctypes.Structure):
+    """trtpack_graph_call (runtime/graph_launch.c)."""
+    _fields_ = [(name, ctypes.c_void_p) for name in (
+        "set_memcpy_params", "launch", "current_context", "graph_exec", "context", "in_node", "in_params",
+        "out_node", "out_params")]
+
+
+LAUNCHED, OTHER_CONTEXT, SOURCE_REFUSED, DESTINATION_REFUSED, LAUNCH_FAILED = 0, 1, 2, 3, 16
+
+
+@functools.lru_cache(maxsize=None)
+def _launch_function():
+    """trtpack_graph_launch from libtrtpack_graph_launch.so, typed, or None where the library is missing."""
+    from trtpack import _native
+
+    path = _native.find("libtrtpack_graph_launch.so", "runtime")
+    try:
+        function = ctypes.CDLL(path).trtpack_graph_launch if path else None
+    except (OSError, AttributeError):
+        return None
+    if function is not None:
+        function.argtypes = [ctypes.c_void_p, ctypes.c_uint64, ctypes.c_uint64, ctypes.c_void_p]
+        function.restype = ctypes.c_int
+    return function
+
+
+class Launch:
+    """A graph exec's one input node and one output node, repointed and launched in one native call:
+    `launch(source, destination, stream)` points the input copy at `source` and the output copy at `destination`
+    (only where they changed), launches the graph on `stream` (a cudaStream_t as an int) and returns LAUNCHED, or
+    OTHER_CONTEXT (another CUDA context is current: nothing done), SOURCE_REFUSED / DESTINATION_REFUSED (the driver
+    refused that address: nothing launched), LAUNCH_FAILED + the CUresult. It replaces the node calls and torch's
+    CUDAGraph.replay(), so only for a graph whose replay needs nothing of torch's (no random numbers drawn)."""
+    __slots__ = ("launch", "_call", "_nodes")
+
+    def __init__(self, function, lib, in_node: Node, out_node: Node):
+        address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
+        self._nodes = (in_node, out_node)  # their params are what the native call reads and writes
+        self._call = _GraphCall(address(lib.cuGraphExecMemcpyNodeSetParams), address(lib.cuGraphLaunch),
+                                address(lib.cuCtxGetCurrent), in_node.graph_exec.value, in_node.context.value,
+                                in_node.node.value, ctypes.addressof(in_node.params), out_node.node.value,
+                                ctypes.addressof(out_node.params))
+        self.launch = functools.partial(function, ctypes.byref(self._call))
+
+
+def launch_of(in_node: Node, out_node: Node) -> Optional[Launch]:
+    """A Launch for these two nodes of one graph exec, or None where the library or the driver is missing."""
+    function, lib = _launch_function(), driver()
+    if function is None or lib is None or getattr(lib, "cuGraphLaunch", None) is None:
+        return None
+    return Launch(function, lib, in_node, out_node)
 
 
 def memcpy_nodes(graph: int, graph_exec: int, copies: Sequence[Tuple[int, int, int]]) -> List[Optional[Node]]:
@@ -105,4 +169,4 @@ def memcpy_nodes(graph: int, graph_exec: int, copies: Sequence[Tuple[int, int, i
     return nodes
 
 
-__all__ = ["Memcpy3D", "Node", "driver", "memcpy_nodes"]
+__all__ = ["Launch", "Memcpy3D", "Node", "driver", "launch_of", "memcpy_nodes"]
