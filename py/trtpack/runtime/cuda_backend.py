@@ -47,8 +47,10 @@ class CudaBackend:
         replay must go through torch (it advances the generator's offset for each replay)."""
         with torch.cuda.device(device):
             stream.wait_stream(torch.cuda.current_stream(device))
+            offset = _random_offset(device)
             with torch.cuda.stream(stream):
                 run(*args, **kwargs)
+            draws_random = offset is None or _random_offset(device) != offset
             reason = after_warmup()
             if reason:
                 torch.cuda.current_stream(device).wait_stream(stream)
@@ -65,7 +67,7 @@ class CudaBackend:
             if _KEEPS_GRAPH:
                 graph.instantiate()
             torch.cuda.current_stream(device).wait_stream(stream)
-            native = _KEEPS_GRAPH and not _draws_random(graph, device)
+            native = _KEEPS_GRAPH and not draws_random
         return (graph.replay, outputs, functools.partial(_memcpy_nodes, graph, device),
                 _launch_of if native else lambda in_node, out_node: None)
 
@@ -99,18 +101,16 @@ def _memcpy_nodes(graph, device, copies):
         return graph_nodes.memcpy_nodes(graph.raw_cuda_graph(), graph.raw_cuda_graph_exec(), copies)
 
 
-def _draws_random(graph, device: torch.device) -> bool:
-    """Whether a replay of `graph` advances the device's default generator: torch's replay then sets the graph's
-    seed and offset first, which a launch of its own would skip (every call would draw the same numbers). Found
-    by one replay (the graph's copies still point at its own buffers)."""
+def _random_offset(device: torch.device) -> Optional[int]:
+    """The offset of the device's default generator (None where this torch cannot say). The warm-up run advances it
+    when the program draws random numbers; its graph must then replay through torch, which sets the graph's seed
+    and offset before each launch (a launch of its own would draw the same numbers on every call). Other generators
+    cannot be captured without being registered first (the capture fails, and the program runs eagerly)."""
     try:
-        generator = torch.cuda.default_generators[device.index if device.index is not None else
-                                                  torch.cuda.current_device()]
-        offset = generator.get_offset()
-    except (AttributeError, IndexError, RuntimeError):  # no way to tell: treat it as drawing
-        return True
-    graph.replay()
-    return generator.get_offset() != offset
+        return torch.cuda.default_generators[device.index if device.index is not None else
+                                             torch.cuda.current_device()].get_offset()
+    except (AttributeError, IndexError, RuntimeError):
+        return None
 
 
 def _launch_of(in_node, out_node):
