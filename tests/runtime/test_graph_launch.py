@@ -95,3 +95,17 @@ def test_a_failed_launch_reports_its_cuda_result(setup):
     driver, _, _, launch = setup
     driver.launch_result = 700  # CUDA_ERROR_ILLEGAL_ADDRESS
     assert launch(0xA0, 0xD0, STREAM) == graph_nodes.LAUNCH_FAILED + 700
+
+
+def test_the_launch_function_alone_keeps_what_it_points_at_alive():
+    import gc
+    import weakref
+
+    driver = FakeDriver()
+    in_node, out_node = node(driver, IN_NODE, 0xA0, 0xB0), node(driver, OUT_NODE, 0xC0, 0xD0)
+    launch = graph_nodes.Launch(graph_nodes._launch_function(), driver, in_node, out_node).launch
+    params = weakref.ref(in_node.params)
+    del in_node, out_node
+    gc.collect()
+    assert params() is not None  # the Launch object and the nodes are gone; the native call still reads their params
+    assert launch(0xA5, 0xD5, STREAM) == graph_nodes.LAUNCHED and params().srcDevice == 0xA5

@@ -117,16 +117,16 @@ class Launch:
     OTHER_CONTEXT (another CUDA context is current: nothing done), SOURCE_REFUSED / DESTINATION_REFUSED (the driver
     refused that address: nothing launched), LAUNCH_FAILED + the CUresult. It replaces the node calls and torch's
     CUDAGraph.replay(), so only for a graph whose replay needs nothing of torch's (no random numbers drawn)."""
-    __slots__ = ("launch", "_call", "_nodes")
+    __slots__ = ("launch",)
 
     def __init__(self, function, lib, in_node: Node, out_node: Node):
         address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
-        self._nodes = (in_node, out_node)  # their params are what the native call reads and writes
-        self._call = _GraphCall(address(lib.cuGraphExecMemcpyNodeSetParams), address(lib.cuGraphLaunch),
-                                address(lib.cuCtxGetCurrent), in_node.graph_exec.value, in_node.context.value,
-                                in_node.node.value, ctypes.addressof(in_node.params), out_node.node.value,
-                                ctypes.addressof(out_node.params))
-        self.launch = functools.partial(function, ctypes.byref(self._call))
+        call = _GraphCall(address(lib.cuGraphExecMemcpyNodeSetParams), address(lib.cuGraphLaunch),
+                          address(lib.cuCtxGetCurrent), in_node.graph_exec.value, in_node.context.value,
+                          in_node.node.value, ctypes.addressof(in_node.params), out_node.node.value,
+                          ctypes.addressof(out_node.params))
+        call.nodes = (in_node, out_node)  # the params it points at live as long as it does
+        self.launch = functools.partial(function, ctypes.byref(call))  # byref keeps `call` alive
 
 
 def launch_of(in_node: Node, out_node: Node) -> Optional[Launch]:
