@@ -480,7 +480,7 @@ def _calling_graphs(base: type) -> type:
     """A subclass of `base` whose calls go straight to `forward` where nn.Module.__call__ would do nothing else (no
     hook of any kind on the module or globally, no torch.compile of the module, no JIT trace), and otherwise run
     `base.__call__` as before: the same behaviour without nn.Module.__call__'s frames, which cost a replayed call
-    about 1 us, a tenth of what it may cost."""
+    about 0.5 us (7.26 against 7.82 us per call on the H200)."""
     from torch.nn.modules import module as nn_module
 
     global_hooks = [getattr(nn_module, name) for name in (
