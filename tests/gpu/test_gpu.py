@@ -508,7 +508,7 @@ def test_a_static_call_replays_new_inputs_written_in_place_into_the_same_outputs
 
 
 def test_cuda_graphs_launch_natively_unless_the_program_draws_random_numbers():
-    """A graph with one input and one output repoints and launches in one native call (graph_nodes.Launch); one
+    """A graph with one input and one output repoints and launches in one native call (graph_nodes.launch_of); one
     that draws random numbers replays through torch, which advances the generator for each replay, so every call
     draws anew as the eager program does."""
     from trtpack.runtime import cuda_graphs

@@ -1,5 +1,5 @@
 """The native repoint-and-launch of a whole-program CUDA graph (runtime/graph_launch.c, through
-trtpack.runtime.graph_nodes.Launch), on the CPU: the real library, called with fake driver entry points (ctypes
+trtpack.runtime.graph_nodes.launch_of), on the CPU: the real library, called with fake driver entry points (ctypes
 callbacks that record their calls) in place of libcuda's. What the driver then does on a GPU is
 tests/gpu/test_gpu.py's."""
 import ctypes
@@ -53,7 +53,7 @@ def setup():
         pytest.fail("libtrtpack_graph_launch.so not found (build it: ./bazelw build //...)")
     driver = FakeDriver()
     in_node, out_node = node(driver, IN_NODE, 0xA0, 0xB0), node(driver, OUT_NODE, 0xC0, 0xD0)
-    return driver, in_node, out_node, graph_nodes.Launch(function, driver, in_node, out_node).launch
+    return driver, in_node, out_node, graph_nodes.launch_of(in_node, out_node, driver, function)
 
 
 def test_repoints_only_what_changed_then_launches_on_the_given_stream(setup):
@@ -103,9 +103,9 @@ def test_the_launch_function_alone_keeps_what_it_points_at_alive():
 
     driver = FakeDriver()
     in_node, out_node = node(driver, IN_NODE, 0xA0, 0xB0), node(driver, OUT_NODE, 0xC0, 0xD0)
-    launch = graph_nodes.Launch(graph_nodes._launch_function(), driver, in_node, out_node).launch
+    launch = graph_nodes.launch_of(in_node, out_node, driver, graph_nodes._launch_function())
     params = weakref.ref(in_node.params)
     del in_node, out_node
     gc.collect()
-    assert params() is not None  # the Launch object and the nodes are gone; the native call still reads their params
+    assert params() is not None  # the nodes are gone; the native call still reads their params
     assert launch(0xA5, 0xD5, STREAM) == graph_nodes.LAUNCHED and params().srcDevice == 0xA5

@@ -43,7 +43,7 @@ class CudaBackend:
         returns (replay, static outputs, find, launcher) or raises NotCaptured. `find(copies)` gives, for each
         (source, destination, bytes) copy the capture made, a graph_nodes.Node to repoint or None.
         `launcher(in_node, out_node)` gives a function (source, destination, stream) -> code that repoints both and
-        launches in one native call (graph_nodes.Launch), or None: also for a graph that draws random numbers, whose
+        launches in one native call (graph_nodes.launch_of), or None: also for a graph that draws random numbers, whose
         replay must go through torch (it advances the generator's offset for each replay)."""
         with torch.cuda.device(device):
             stream.wait_stream(torch.cuda.current_stream(device))
@@ -116,8 +116,7 @@ def _random_offset(device: torch.device) -> Optional[int]:
 def _launch_of(in_node, out_node):
     from trtpack.runtime import graph_nodes
 
-    launch = graph_nodes.launch_of(in_node, out_node)
-    return launch.launch if launch is not None else None
+    return graph_nodes.launch_of(in_node, out_node)
 
 
 def _repair(device: torch.device, stream) -> None:

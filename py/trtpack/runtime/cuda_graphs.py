@@ -5,7 +5,7 @@ and device of its tensor inputs) and replayed after that, so a call costs one gr
 per output, whatever the number of engines: the graph copies each input in and each output out itself, as memcpy
 nodes that a call repoints to the caller's input and to the outputs it allocates (graph_copies, graph_nodes; one is
 repointed only when its address changed; with one input and one output, the repoints and the launch are one native
-call, graph_nodes.Launch, unless the graph draws random numbers: torch's replay then advances the generator for each
+call, graph_nodes.launch_of, unless the graph draws random numbers: torch's replay then advances the generator for each
 replay, so those replays go through torch). Where a node cannot be found or repointed (a torch without
 `CUDAGraph(keep_graph=True)`, an output that is not one dense block, an address the driver refuses), that input is
 copied in with torch and that output cloned, as a program without nodes does.

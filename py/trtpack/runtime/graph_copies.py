@@ -138,13 +138,6 @@ class Repointing:
         node, address = self.in_nodes[0], x.data_ptr()
         if address != node.source and not node.set_source(address):
             return None
-        if self.single:
-            node, y = self.out_nodes[0], self.makers[0]()
-            address = y.data_ptr()
-            if address != node.destination and not node.set_destination(address):
-                return None
-            self.replay()
-            return y
         results = []
         for node, make in self.fast_outputs:
             y = make()
@@ -153,7 +146,7 @@ class Repointing:
                 return None
             results.append(y)
         self.replay()
-        return tuple(results)
+        return tuple(results) if self.tuple else results[0]
 
     def _any(self, args, kwargs):
         values = args if not kwargs else (*args, *kwargs.values())

@@ -7,12 +7,12 @@ allocated one, in place of torch's copy in and clone out, which each cost the ho
 documentation: a change to a graph exec's node takes effect at its next launch; launches already queued are not
 affected. Only nodes whose source and destination are both plain device memory are repointed, and only to device
 memory of the same context (anything the driver refuses is reported, and the caller falls back to the copies).
-For a graph with one input and one output, Launch does both repoints and the launch in one native call
+For a graph with one input and one output, launch_of gives both repoints and the launch in one native call
 (runtime/graph_launch.c, libtrtpack_graph_launch.so).
 """
 import ctypes
 import functools
-from typing import List, Optional, Sequence, Tuple
+from typing import Callable, List, Optional, Sequence, Tuple
 
 _MEMCPY = 1                     # CU_GRAPH_NODE_TYPE_MEMCPY
 _DEVICE, _UNIFIED = 2, 4        # CU_MEMORYTYPE_DEVICE, CU_MEMORYTYPE_UNIFIED
@@ -51,7 +51,7 @@ def driver() -> Optional[ctypes.CDLL]:
 class Node:
     """One memcpy node of a graph exec, repointable: `set_source(address)` / `set_destination(address)` return
     whether the driver took it (the node keeps its previous address when not). `source` and `destination` are
-    where it points now (its `params`, which a Launch also writes)."""
+    where it points now (its `params`, which a native launch also writes)."""
     __slots__ = ("params", "graph_exec", "node", "context", "_set", "_byref")
 
     def __init__(self, lib, graph_exec: int, node: int, params: Memcpy3D, context: int):
@@ -110,31 +110,25 @@ def _launch_function():
     return function
 
 
-class Launch:
+def launch_of(in_node: Node, out_node: Node, lib=None, function=None) -> Optional[Callable[[int, int, int], int]]:
     """A graph exec's one input node and one output node, repointed and launched in one native call:
     `launch(source, destination, stream)` points the input copy at `source` and the output copy at `destination`
     (only where they changed), launches the graph on `stream` (a cudaStream_t as an int) and returns LAUNCHED, or
     OTHER_CONTEXT (another CUDA context is current: nothing done), SOURCE_REFUSED / DESTINATION_REFUSED (the driver
     refused that address: nothing launched), LAUNCH_FAILED + the CUresult. It replaces the node calls and torch's
-    CUDAGraph.replay(), so only for a graph whose replay needs nothing of torch's (no random numbers drawn)."""
-    __slots__ = ("launch",)
-
-    def __init__(self, function, lib, in_node: Node, out_node: Node):
-        address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
-        call = _GraphCall(address(lib.cuGraphExecMemcpyNodeSetParams), address(lib.cuGraphLaunch),
-                          address(lib.cuCtxGetCurrent), in_node.graph_exec.value, in_node.context.value,
-                          in_node.node.value, ctypes.addressof(in_node.params), out_node.node.value,
-                          ctypes.addressof(out_node.params))
-        call.nodes = (in_node, out_node)  # the params it points at live as long as it does
-        self.launch = functools.partial(function, ctypes.byref(call))  # byref keeps `call` alive
-
-
-def launch_of(in_node: Node, out_node: Node) -> Optional[Launch]:
-    """A Launch for these two nodes of one graph exec, or None where the library or the driver is missing."""
-    function, lib = _launch_function(), driver()
+    CUDAGraph.replay(), so only for a graph whose replay needs nothing of torch's (no random numbers drawn). None
+    where the library or the driver is missing. `lib` and `function` (libcuda and trtpack_graph_launch) default to
+    the real ones."""
+    lib, function = lib or driver(), function or _launch_function()
     if function is None or lib is None or getattr(lib, "cuGraphLaunch", None) is None:
         return None
-    return Launch(function, lib, in_node, out_node)
+    address = lambda f: ctypes.cast(f, ctypes.c_void_p).value  # noqa: E731
+    call = _GraphCall(address(lib.cuGraphExecMemcpyNodeSetParams), address(lib.cuGraphLaunch),
+                      address(lib.cuCtxGetCurrent), in_node.graph_exec.value, in_node.context.value,
+                      in_node.node.value, ctypes.addressof(in_node.params), out_node.node.value,
+                      ctypes.addressof(out_node.params))
+    call.nodes = (in_node, out_node)  # the params it points at live as long as it does
+    return functools.partial(function, ctypes.byref(call))  # byref keeps `call` alive
 
 
 def memcpy_nodes(graph: int, graph_exec: int, copies: Sequence[Tuple[int, int, int]]) -> List[Optional[Node]]:
@@ -169,4 +163,4 @@ def memcpy_nodes(graph: int, graph_exec: int, copies: Sequence[Tuple[int, int, i
     return nodes
 
 
-__all__ = ["Launch", "Memcpy3D", "Node", "driver", "launch_of", "memcpy_nodes"]
+__all__ = ["Memcpy3D", "Node", "driver", "launch_of", "memcpy_nodes"]
